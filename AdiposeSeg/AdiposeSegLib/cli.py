@@ -1,0 +1,205 @@
+"""The `adiposeseg` command: segment, batch, evaluate, demo."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from . import __version__
+from .errors import AdiposeSegError, Cancelled
+from .tissues import HUWindows, SegmentOptions, NAMES, LABELS
+
+
+def _window(text: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a window as LOW,HIGH in HU, e.g. -190,-30") from None
+    return lo, hi
+
+
+def _slices(text: str) -> tuple[int, int] | None:
+    if text == "all":
+        return None
+    try:
+        if ":" in text:
+            a, b = text.split(":")
+            return int(a), int(b)
+        return int(text), int(text) + 1
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give all, one slice index N, or a range START:STOP") from None
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="model directory or .zip (default: the bundled model)")
+    p.add_argument("--device", default="auto", choices=("auto", "cuda", "mps", "cpu"))
+    p.add_argument("--batch-size", type=int, default=8, help="slices per network batch (default 8)")
+    p.add_argument("--fat-window", type=_window, default=(-190.0, -30.0), metavar="LO,HI", help="fat HU window (default -190,-30)")
+    p.add_argument("--muscle-window", type=_window, default=(-29.0, 150.0), metavar="LO,HI", help="muscle HU window (default -29,150)")
+    p.add_argument("--min-island-mm2", type=float, default=10.0, help="remove in-slice islands smaller than this (default 10)")
+    p.add_argument("--no-imat", action="store_true", help="do not label intermuscular fat separately")
+    p.add_argument("--labelmap", choices=("nrrd", "nii.gz", "nii", "mha"), help="also write a plain label map in this format")
+
+
+def _options(args) -> SegmentOptions:
+    return SegmentOptions(
+        windows=HUWindows(fat=args.fat_window, muscle=args.muscle_window),
+        min_island_mm2=args.min_island_mm2, include_imat=not args.no_imat,
+        slices=getattr(args, "slices", None), batch_size=args.batch_size, device=args.device,
+    )
+
+
+def _progress_bar(total: int, desc: str, quiet: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="%", disable=quiet, leave=False, file=sys.stderr,
+                bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
+
+
+def cmd_segment(args) -> int:
+    from .image_io import read_ct
+    from .model_card import load_model
+    from .pipeline import segment_image
+    from .progress import RunControl
+    from .results import case_id_for, write_results
+
+    options = _options(args)
+    model = load_model(args.model)
+    t0 = time.perf_counter()
+    image = read_ct(args.input, args.series_uid)
+    read_s = time.perf_counter() - t0
+    bar = _progress_bar(100, "segment", args.quiet)
+
+    def on_progress(fraction, message):
+        bar.n = int(fraction * 100)
+        bar.set_postfix_str(message, refresh=True)
+
+    try:
+        result = segment_image(image, model, options, RunControl(on_progress), l3_slice=args.l3)
+    finally:
+        bar.close()
+    result.timings["read_s"] = read_s
+    case_id = args.case_id or case_id_for(args.input)
+    t1 = time.perf_counter()
+    files = write_results(result, args.output, case_id, model, source=str(args.input),
+                          labelmap_format=args.labelmap, overlay_slices=args.overlay_slices)
+    write_s = time.perf_counter() - t1
+    totals = result.statistics.totals
+    print(f"{case_id}: {result.slice_range[1] - result.slice_range[0]} slices on {result.device}, "
+          f"read {read_s:.1f}s, segment {sum(result.timings.values()) - read_s:.1f}s, write {write_s:.1f}s")
+    print("  " + ", ".join(f"{NAMES[k]} {totals[f'{NAMES[k]}_volume_cm3']:.1f} cm3" for k in LABELS))
+    for name, path in files.as_dict().items():
+        print(f"  {name}: {path}")
+    return 0
+
+
+def cmd_batch(args) -> int:
+    from tqdm import tqdm
+
+    from .batch import find_inputs, run_batch
+    from .model_card import load_model
+
+    inputs = find_inputs(args.input)
+    if not inputs:
+        raise AdiposeSegError(f"{args.input}: no scans found (looked for .nrrd/.nii/.nii.gz/.mha files and DICOM folders)")
+    model = load_model(args.model)
+    bar = tqdm(total=len(inputs), desc="batch", unit="scan", disable=args.quiet, file=sys.stderr)
+
+    def on_case(outcome):
+        bar.update(1)
+        if outcome.status == "failed":
+            tqdm.write(f"FAILED {outcome.case_id}: {outcome.message}", file=sys.stderr)
+
+    outcomes, summary = run_batch(inputs, args.output, model, _options(args), workers=args.workers,
+                                  labelmap_format=args.labelmap, on_case=on_case)
+    bar.close()
+    counts = {s: sum(o.status == s for o in outcomes) for s in ("done", "skipped", "failed")}
+    print(f"{counts['done']} done, {counts['skipped']} skipped (already done), {counts['failed']} failed; summary: {summary}")
+    return 1 if counts["failed"] else 0
+
+
+def cmd_evaluate(args) -> int:
+    from .evaluate import compare
+    from .labels_io import read_label_map
+
+    result = compare(read_label_map(args.pred), read_label_map(args.ref))
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"{'tissue':8s} {'Dice':>7s} {'ref cm3':>10s} {'pred cm3':>10s} {'diff %':>8s}")
+    for name, r in result.items():
+        diff = "" if r["volume_diff_pct"] != r["volume_diff_pct"] else f"{r['volume_diff_pct']:+.1f}"
+        print(f"{name:8s} {r['dice']:7.4f} {r['ref_cm3']:10.2f} {r['pred_cm3']:10.2f} {diff:>8s}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    return run_demo(Path(args.output), device=args.device, model_dir=args.model, quiet=args.quiet)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="adiposeseg", description="Subcutaneous / visceral fat and skeletal muscle on CT.")
+    parser.add_argument("--version", action="version", version=f"adiposeseg {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("segment", help="segment one CT (DICOM folder or file, NRRD, NIfTI, MHA)")
+    p.add_argument("input")
+    p.add_argument("-o", "--output", required=True, help="output folder")
+    p.add_argument("--slices", type=_slices, default=None, help="all (default), N, or START:STOP in axial order")
+    p.add_argument("--series-uid", help="DICOM series to use when the folder holds several")
+    p.add_argument("--case-id", help="name for the output files (default: from the input name)")
+    p.add_argument("--l3", type=int, help="axial slice index of L3, reported separately")
+    p.add_argument("--overlay-slices", type=lambda s: [int(v) for v in s.split(",")], help="slices for the PNG montage, e.g. 10,20,30")
+    p.add_argument("-q", "--quiet", action="store_true")
+    _add_run_options(p)
+    p.set_defaults(func=cmd_segment)
+
+    p = sub.add_parser("batch", help="segment every scan in a folder or list; one summary CSV")
+    p.add_argument("input", help="folder of scans (files or DICOM folders) or a .txt list of paths")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--workers", type=int, default=1, help="scans read/written in parallel (default 1)")
+    p.add_argument("-q", "--quiet", action="store_true")
+    _add_run_options(p)
+    p.set_defaults(func=cmd_batch)
+
+    p = sub.add_parser("evaluate", help="Dice and volume difference per tissue between two label maps or .seg.nrrd files")
+    p.add_argument("pred")
+    p.add_argument("ref")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("demo", help="run the whole path on a generated CT phantom (no data needed)")
+    p.add_argument("-o", "--output", default="adiposeseg-demo")
+    p.add_argument("--model")
+    p.add_argument("--device", default="auto", choices=("auto", "cuda", "mps", "cpu"))
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except Cancelled:
+        print("adiposeseg: cancelled; nothing was written", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("adiposeseg: interrupted", file=sys.stderr)
+        return 130
+    except (AdiposeSegError, ValueError) as exc:
+        if args.debug:
+            raise
+        print(f"adiposeseg: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

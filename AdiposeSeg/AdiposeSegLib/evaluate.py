@@ -1,0 +1,65 @@
+"""Agreement between a predicted and a reference label map: Dice and area/volume difference per tissue."""
+from __future__ import annotations
+
+import numpy as np
+import SimpleITK as sitk
+
+from .errors import InputReadError
+from .tissues import LABELS, NAMES
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    """2|A∩B| / (|A|+|B|); 1.0 when both are empty (nothing to find, nothing found)."""
+    a, b = np.asarray(a, bool), np.asarray(b, bool)
+    denom = a.sum() + b.sum()
+    return 1.0 if denom == 0 else float(2.0 * np.logical_and(a, b).sum() / denom)
+
+
+def same_grid(a: sitk.Image, b: sitk.Image, tol: float = 1e-4) -> bool:
+    return (
+        a.GetSize() == b.GetSize()
+        and np.allclose(a.GetSpacing(), b.GetSpacing(), rtol=tol, atol=tol)
+        and np.allclose(a.GetOrigin(), b.GetOrigin(), atol=tol * 100)
+        and np.allclose(a.GetDirection(), b.GetDirection(), atol=tol)
+    )
+
+
+def on_reference_grid(pred: sitk.Image, ref: sitk.Image) -> sitk.Image:
+    """Bring `pred` onto `ref`'s voxel grid (nearest neighbour in physical space).
+
+    Handles different orientations, crops and extents of the same scan; refuses images that do not
+    overlap in space at all.
+    """
+    if same_grid(pred, ref):
+        return pred
+    resampled = sitk.Resample(pred, ref, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+    if not sitk.GetArrayViewFromImage(resampled).any() and sitk.GetArrayViewFromImage(pred).any():
+        raise InputReadError(
+            "the prediction and the reference do not overlap in physical space (different scans, or a header origin was lost)"
+        )
+    return resampled
+
+
+def compare(pred: sitk.Image, ref: sitk.Image, labels=LABELS) -> dict:
+    """Per tissue: Dice, reference and predicted volume (cm³), and relative difference (%)."""
+    pred = on_reference_grid(pred, ref)
+    p, r = sitk.GetArrayViewFromImage(pred), sitk.GetArrayViewFromImage(ref)
+    voxel_cm3 = float(np.prod(ref.GetSpacing())) / 1000.0
+    result = {}
+    for label in labels:
+        pm, rm = p == label, r == label
+        rv, pv = rm.sum() * voxel_cm3, pm.sum() * voxel_cm3
+        result[NAMES[label]] = {
+            "dice": dice(pm, rm),
+            "ref_cm3": float(rv),
+            "pred_cm3": float(pv),
+            "volume_diff_pct": float(100.0 * (pv - rv) / rv) if rv > 0 else float("nan"),
+        }
+    return result
+
+
+def compare_arrays(pred: np.ndarray, ref: np.ndarray, labels=LABELS) -> dict:
+    """Dice per tissue on two label arrays of the same shape."""
+    if pred.shape != ref.shape:
+        raise ValueError(f"shapes differ: {pred.shape} vs {ref.shape}")
+    return {NAMES[k]: dice(pred == k, ref == k) for k in labels}

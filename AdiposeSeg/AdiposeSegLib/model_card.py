@@ -1,0 +1,132 @@
+"""Model directories: weights (`model.pt`) plus a JSON model card (`model.json`).
+
+A model is a directory, or a .zip of one. Loading needs torch and this package only, never the
+training package.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ModelError
+from .tissues import NAMES
+
+CARD_FILE = "model.json"
+WEIGHTS_FILE = "model.pt"
+DEFAULT_MODEL_NAME = "adiposeseg-unet-default"
+MODELS_DIR = Path(__file__).resolve().parents[1] / "Resources" / "Models"
+
+
+@dataclass
+class ModelCard:
+    name: str
+    version: str
+    architecture: str
+    arch_params: dict = field(default_factory=dict)
+    pixel_spacing_mm: float = 2.5
+    grid_pixels: int = 192
+    hu_window: tuple[float, float] = (-300.0, 400.0)
+    normalisation: str = "clip HU to hu_window, scale linearly to [-1, 1]"
+    labels: dict = field(default_factory=lambda: {"0": "background", **{str(k): v for k, v in NAMES.items()}})
+    training_data: dict = field(default_factory=dict)
+    validation: dict = field(default_factory=dict)
+    date: str = ""
+    command: str = ""
+    notes: str = ""
+    trained: bool = False
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.labels)
+
+    def to_json(self) -> str:
+        d = dict(self.__dict__)
+        d["hu_window"] = list(self.hu_window)
+        return json.dumps(d, indent=2, sort_keys=False)
+
+    @classmethod
+    def from_dict(cls, d: dict, source: str = "model card") -> "ModelCard":
+        missing = [k for k in ("name", "version", "architecture") if k not in d]
+        if missing:
+            raise ModelError(f"{source}: model card lacks {', '.join(missing)}")
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        if "hu_window" in known:
+            known["hu_window"] = tuple(float(v) for v in known["hu_window"])
+        return cls(**known)
+
+
+def default_model_dir() -> Path:
+    """The bundled model, or $ADIPOSESEG_MODEL when set."""
+    env = os.environ.get("ADIPOSESEG_MODEL")
+    return Path(env) if env else MODELS_DIR / DEFAULT_MODEL_NAME
+
+
+def _unpack(path: Path) -> Path:
+    if path.is_dir():
+        return path
+    if path.suffix.lower() == ".zip" and path.is_file():
+        target = Path(tempfile.mkdtemp(prefix="adiposeseg-model-"))
+        with zipfile.ZipFile(path) as zf:
+            zf.extractall(target)
+        hits = list(target.rglob(CARD_FILE))
+        if len(hits) != 1:
+            raise ModelError(f"{path}: the archive must hold exactly one {CARD_FILE}, found {len(hits)}")
+        return hits[0].parent
+    raise ModelError(f"{path}: no model directory or .zip here")
+
+
+def read_card(model_dir: str | os.PathLike) -> ModelCard:
+    model_dir = _unpack(Path(model_dir))
+    card_path = model_dir / CARD_FILE
+    if not card_path.is_file():
+        raise ModelError(f"{model_dir}: not a model directory (no {CARD_FILE}); train one with `python -m training train`")
+    try:
+        return ModelCard.from_dict(json.loads(card_path.read_text()), str(card_path))
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"{card_path}: the model card is not valid JSON ({exc})") from None
+
+
+@dataclass
+class LoadedModel:
+    card: ModelCard
+    network: "object"  # torch.nn.Module in eval mode
+    directory: Path
+
+
+def load_model(model_dir: str | os.PathLike | None = None, device: str = "cpu") -> LoadedModel:
+    import torch
+
+    from .networks import build_network
+
+    model_dir = _unpack(Path(model_dir) if model_dir else default_model_dir())
+    card = read_card(model_dir)
+    weights = model_dir / WEIGHTS_FILE
+    if not weights.is_file():
+        raise ModelError(f"{model_dir}: the weights file {WEIGHTS_FILE} is missing")
+    try:
+        network = build_network(card.architecture, num_classes=card.num_classes, **card.arch_params)
+    except (ValueError, TypeError) as exc:
+        raise ModelError(f"{model_dir}: {exc}") from None
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+        network.load_state_dict(state)
+    except Exception as exc:
+        raise ModelError(f"{weights}: weights do not match the card's {card.architecture} {card.arch_params} ({exc.__class__.__name__})") from None
+    network.eval().to(device)
+    return LoadedModel(card, network, model_dir)
+
+
+def save_model(network, card: ModelCard, out_dir: str | os.PathLike) -> Path:
+    """Write weights and card into out_dir (created); returns the directory."""
+    import torch
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu() for k, v in network.state_dict().items()}
+    torch.save(state, out / WEIGHTS_FILE)
+    (out / CARD_FILE).write_text(card.to_json() + "\n")
+    return out

@@ -1,0 +1,30 @@
+"""Canonical axial orientation (LPS) and the way back to the input's exact geometry."""
+from __future__ import annotations
+
+import numpy as np
+import SimpleITK as sitk
+
+CANONICAL = "LPS"  # array rows go anterior->posterior, columns right->left: radiological view
+
+
+def orientation_code(image: sitk.Image) -> str:
+    return sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(image.GetDirection())
+
+
+def to_canonical(image: sitk.Image) -> sitk.Image:
+    """Permute/flip axes so that slices along k are axial (LPS); voxel values are not resampled."""
+    if orientation_code(image) == CANONICAL:
+        return image
+    return sitk.DICOMOrient(image, CANONICAL)
+
+
+def from_canonical(canonical: sitk.Image, reference: sitk.Image) -> sitk.Image:
+    """Undo `to_canonical`: the result has exactly the reference's size, spacing, origin, direction."""
+    code = orientation_code(reference)
+    result = canonical if orientation_code(canonical) == code else sitk.DICOMOrient(canonical, code)
+    if result.GetSize() != reference.GetSize():
+        raise RuntimeError(f"orientation round trip changed the size {reference.GetSize()} -> {result.GetSize()}")
+    if not np.allclose(result.GetOrigin(), reference.GetOrigin(), atol=1e-3 * max(reference.GetSpacing())):
+        raise RuntimeError(f"orientation round trip moved the origin {reference.GetOrigin()} -> {result.GetOrigin()}")
+    result.CopyInformation(reference)
+    return result

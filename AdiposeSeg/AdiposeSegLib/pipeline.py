@@ -1,0 +1,100 @@
+"""The one path the data takes: HU image -> canonical -> network -> gate -> clean -> label map + statistics.
+
+The CLI, the Slicer logic and the training package's evaluation all call `segment_image`.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import SimpleITK as sitk
+
+from .device import resolve_device
+from .image_io import validate_ct
+from .inference import predict_classes
+from .model_card import LoadedModel
+from .orientation import from_canonical, to_canonical
+from .postprocess import gate, remove_islands
+from .progress import RunControl
+from .statistics import Statistics, compute_statistics
+from .tissues import SegmentOptions
+
+
+@dataclass
+class SegmentationResult:
+    labels: sitk.Image            # uint8 label map in the input's exact geometry
+    canonical_labels: np.ndarray  # (slices, rows, cols), canonical axial order
+    canonical_hu: np.ndarray
+    canonical_image: sitk.Image   # the CT in canonical orientation (geometry for overlays)
+    statistics: Statistics
+    slice_range: tuple[int, int]
+    device: str
+    timings: dict = field(default_factory=dict)
+
+
+def slice_range(n: int, requested: tuple[int, int] | None) -> tuple[int, int]:
+    if requested is None:
+        return 0, n
+    start, stop = requested
+    start, stop = max(0, int(start)), min(n, int(stop))
+    if start >= stop:
+        raise ValueError(f"slice range {requested} selects no slice of the {n} axial slices (valid: 0..{n - 1})")
+    return start, stop
+
+
+def canonical_arrays(image: sitk.Image) -> tuple[sitk.Image, np.ndarray, tuple[float, float, float], np.ndarray]:
+    """Canonical image, its HU array (k, j, i), spacing (x, y, z) and each slice's z position in mm."""
+    canonical = to_canonical(image)
+    hu = sitk.GetArrayViewFromImage(canonical)
+    z = np.array([canonical.TransformContinuousIndexToPhysicalPoint((0.0, 0.0, float(k)))[2] for k in range(hu.shape[0])])
+    return canonical, hu, canonical.GetSpacing(), z
+
+
+def segment_image(
+    image: sitk.Image,
+    model: LoadedModel,
+    options: SegmentOptions | None = None,
+    control: RunControl | None = None,
+    l3_slice: int | None = None,
+) -> SegmentationResult:
+    options = options or SegmentOptions()
+    control = control or RunControl()
+    timings = {}
+    t0 = time.perf_counter()
+    image = validate_ct(image)
+    canonical, hu, spacing, z = canonical_arrays(image)
+    start, stop = slice_range(hu.shape[0], options.slices)
+    device = resolve_device(options.device)
+    timings["prepare_s"] = time.perf_counter() - t0
+
+    t1 = time.perf_counter()
+    classes = predict_classes(
+        hu[start:stop], (spacing[1], spacing[0]), model, device=device,
+        batch_size=options.batch_size, control=control.sub(0.0, 0.9),
+    )
+    timings["inference_s"] = time.perf_counter() - t1
+
+    t2 = time.perf_counter()
+    control.report(0.92, "applying HU windows")
+    part = gate(classes, hu[start:stop], options.windows, options.include_imat)
+    part = remove_islands(part, spacing[0] * spacing[1], options.min_island_mm2)
+    labels = np.zeros(hu.shape, dtype=np.uint8)
+    labels[start:stop] = part
+    control.report(0.96, "computing statistics")
+    stats = compute_statistics(part, hu[start:stop], spacing, z[start:stop], np.arange(start, stop), l3_slice)
+    label_image = sitk.GetImageFromArray(labels)
+    label_image.CopyInformation(canonical)
+    native = from_canonical(label_image, image)
+    timings["postprocess_s"] = time.perf_counter() - t2
+    control.report(1.0, "done")
+    return SegmentationResult(native, labels, np.asarray(hu), canonical, stats, (start, stop), device, timings)
+
+
+def statistics_for_labels(label_image: sitk.Image, ct_image: sitk.Image, l3_slice: int | None = None) -> Statistics:
+    """Recompute statistics from an (edited) label map on the CT's grid: 'Update statistics'."""
+    ct_canonical, hu, spacing, z = canonical_arrays(ct_image)
+    labels = sitk.GetArrayViewFromImage(to_canonical(label_image))
+    if labels.shape != hu.shape:
+        raise ValueError(f"label map size {labels.shape[::-1]} differs from the CT's {hu.shape[::-1]}")
+    return compute_statistics(labels, hu, spacing, z, None, l3_slice)

@@ -1,0 +1,72 @@
+"""Per-slice resampling between a CT's native pixel grid and the model's grid.
+
+Training and inference both use these functions, so the network sees the same input at both.
+The model grid has a fixed pixel size (mm) and at least `grid_pixels` pixels per side; a field of
+view larger than that is padded, never cropped, to a multiple of 32.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+AIR_HU = -1000.0
+MULTIPLE = 32
+
+
+def normalise(hu: torch.Tensor, window: tuple[float, float]) -> torch.Tensor:
+    lo, hi = window
+    return (hu.clamp(lo, hi) - lo) * (2.0 / (hi - lo)) - 1.0
+
+
+@dataclass(frozen=True)
+class GridMapping:
+    native: tuple[int, int]   # (rows, cols) of the CT slice
+    scaled: tuple[int, int]   # size after resampling to the model's pixel size
+    padded: tuple[int, int]   # network input size
+    offset: tuple[int, int]   # where the scaled slice sits inside the padded one
+
+    @classmethod
+    def for_slice(cls, native: tuple[int, int], spacing_rc: tuple[float, float], pixel_mm: float, min_pixels: int) -> "GridMapping":
+        scaled = tuple(max(1, int(round(n * s / pixel_mm))) for n, s in zip(native, spacing_rc))
+        padded = tuple(int(np.ceil(max(n, min_pixels) / MULTIPLE) * MULTIPLE) for n in scaled)
+        offset = tuple((p - n) // 2 for p, n in zip(padded, scaled))
+        return cls(tuple(native), scaled, padded, offset)
+
+
+def _resize(x: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    if mode == "nearest":
+        return F.interpolate(x, size=size, mode="nearest-exact")
+    shrinking = size[0] < x.shape[-2] or size[1] < x.shape[-1]
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrinking and x.device.type == "cpu")
+
+
+def hu_to_grid(hu_slices: np.ndarray | torch.Tensor, mapping: GridMapping, window: tuple[float, float], device="cpu") -> torch.Tensor:
+    """(n, rows, cols) HU -> (n, 1, H, W) normalised network input, air outside the field of view."""
+    x = torch.from_numpy(np.array(hu_slices, dtype=np.float32)).to(device)[:, None]
+    x = _resize(x, mapping.scaled, "bilinear")
+    out = torch.full((x.shape[0], 1, *mapping.padded), AIR_HU, dtype=torch.float32, device=device)
+    (r, c), (h, w) = mapping.offset, mapping.scaled
+    out[:, :, r : r + h, c : c + w] = x
+    return normalise(out, window)
+
+
+def labels_to_grid(labels: np.ndarray, mapping: GridMapping) -> torch.Tensor:
+    """(n, rows, cols) label ids -> (n, H, W) int64 on the model grid (nearest neighbour)."""
+    y = torch.from_numpy(np.array(labels, dtype=np.float32))[:, None]
+    y = _resize(y, mapping.scaled, "nearest")
+    out = torch.zeros((y.shape[0], 1, *mapping.padded), dtype=torch.float32)
+    (r, c), (h, w) = mapping.offset, mapping.scaled
+    out[:, :, r : r + h, c : c + w] = y
+    return out[:, 0].round().long()
+
+
+def logits_to_native(logits: torch.Tensor, mapping: GridMapping) -> torch.Tensor:
+    """(n, C, H, W) network output -> (n, C, rows, cols) on the CT's own pixel grid."""
+    (r, c), (h, w) = mapping.offset, mapping.scaled
+    cropped = logits[:, :, r : r + h, c : c + w].float()
+    return _resize(cropped, mapping.native, "bilinear")

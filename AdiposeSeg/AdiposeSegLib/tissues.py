@@ -1,0 +1,79 @@
+"""Tissue classes: stable label ids, segment names, colours and default HU windows.
+
+Label ids in files never change: 0 background, 1 SAT, 2 VAT, 3 Muscle, 4 IMAT.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, asdict
+
+BACKGROUND, SAT, VAT, MUSCLE, IMAT = 0, 1, 2, 3, 4
+LABELS = (SAT, VAT, MUSCLE, IMAT)
+NAMES = {SAT: "SAT", VAT: "VAT", MUSCLE: "Muscle", IMAT: "IMAT"}
+DESCRIPTIONS = {
+    SAT: "Subcutaneous adipose tissue",
+    VAT: "Visceral adipose tissue",
+    MUSCLE: "Skeletal muscle",
+    IMAT: "Intermuscular adipose tissue",
+}
+# RGB 0..255. Muscle uses the colour Slicer's anatomy colour table gives skeletal muscle.
+COLORS = {
+    SAT: (230, 40, 40),
+    VAT: (40, 200, 60),
+    MUSCLE: (192, 104, 88),
+    IMAT: (230, 220, 60),
+}
+# SNOMED CT codes for the Slicer terminology tag: (category, type). Only codes we are sure of;
+# SAT / VAT / IMAT share "Adipose tissue" and are told apart by the segment name.
+TERMINOLOGY = {
+    SAT: (("85756007", "Tissue"), ("55603005", "Adipose tissue")),
+    VAT: (("85756007", "Tissue"), ("55603005", "Adipose tissue")),
+    MUSCLE: (("85756007", "Tissue"), ("127954009", "Skeletal muscle")),
+    IMAT: (("85756007", "Tissue"), ("55603005", "Adipose tissue")),
+}
+
+# Names users and other tools give these tissues; matched case-insensitively.
+ALIASES = {
+    SAT: ("sat", "subcutaneous fat", "subcutaneous_fat", "subcutaneous adipose tissue", "scat"),
+    VAT: ("vat", "visceral fat", "visceral_fat", "visceral adipose tissue", "torso_fat", "torso fat"),
+    MUSCLE: ("muscle", "skeletal muscle", "skeletal_muscle", "smt", "skm"),
+    IMAT: ("imat", "intermuscular fat", "intermuscular adipose tissue", "intermuscular_fat"),
+}
+
+
+def label_for_name(name: str) -> int | None:
+    """Label id for a segment name (case-insensitive, common aliases), or None."""
+    key = name.strip().lower()
+    for label, names in ALIASES.items():
+        if key in names:
+            return label
+    return None
+
+
+@dataclass
+class HUWindows:
+    """Hounsfield windows that gate the network's classes (Mitsiopoulos 1998 defaults)."""
+
+    fat: tuple[float, float] = (-190.0, -30.0)
+    muscle: tuple[float, float] = (-29.0, 150.0)
+
+    def __post_init__(self):
+        for name in ("fat", "muscle"):
+            lo, hi = getattr(self, name)
+            if not lo < hi:
+                raise ValueError(f"HU window for {name} must have low < high, got {lo}..{hi}")
+            setattr(self, name, (float(lo), float(hi)))
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class SegmentOptions:
+    """Everything a run can be told besides the input and the model."""
+
+    windows: HUWindows = field(default_factory=HUWindows)
+    min_island_mm2: float = 10.0   # per-slice components smaller than this are removed
+    include_imat: bool = True
+    slices: tuple[int, int] | None = None  # canonical axial slice range [start, stop)
+    batch_size: int = 8
+    device: str = "auto"

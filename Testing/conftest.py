@@ -1,0 +1,84 @@
+"""Shared fixtures: real CT from ../shared/data/real-ct, a tiny untrained model, the bundled model."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "AdiposeSeg"))
+sys.path.insert(0, str(ROOT))
+
+REAL_CT = Path(os.environ.get("ADIPOSESEG_REAL_CT", ROOT.parent / "shared" / "data" / "real-ct"))
+TS = REAL_CT / "totalsegmentator-example"
+DICOM_J2K = TS / "example_ct_dicom"
+DCMQI = REAL_CT / "dcmqi-ct3slice"
+
+
+def _need(path: Path) -> Path:
+    if not path.exists():
+        pytest.fail(f"real CT test data missing at {path}; tests read it from ../shared/data/real-ct (or $ADIPOSESEG_REAL_CT)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def real_ct_dir() -> Path:
+    return _need(REAL_CT)
+
+
+@pytest.fixture(scope="session")
+def example_ct() -> Path:
+    return _need(TS / "example_ct.nii.gz")
+
+
+@pytest.fixture(scope="session")
+def example_ct_sm() -> Path:
+    return _need(TS / "example_ct_sm.nii.gz")
+
+
+@pytest.fixture(scope="session")
+def example_tissue_labels() -> Path:
+    return _need(TS / "tissue_types_labelmap_on_ct_sm.nii.gz")
+
+
+@pytest.fixture(scope="session")
+def dicom_j2k() -> Path:
+    return _need(DICOM_J2K)
+
+
+@pytest.fixture(scope="session")
+def dcmqi_series() -> Path:
+    return _need(DCMQI)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A freshly initialised small U-Net with its card: for geometry and I/O tests, not for accuracy."""
+    import torch
+
+    from AdiposeSegLib.model_card import ModelCard, save_model
+    from AdiposeSegLib.networks import build_network
+
+    torch.manual_seed(0)
+    card = ModelCard(name="tiny-untrained", version="0", architecture="unet", arch_params={"base": 4, "depth": 3},
+                     pixel_spacing_mm=3.0, grid_pixels=96, trained=False, notes="untrained, for tests only")
+    net = build_network("unet", num_classes=card.num_classes, **card.arch_params)
+    return save_model(net, card, tmp_path_factory.mktemp("models") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_model_dir):
+    from AdiposeSegLib.model_card import load_model
+
+    return load_model(tiny_model_dir)
+
+
+@pytest.fixture(scope="session")
+def default_model():
+    from AdiposeSegLib.model_card import default_model_dir, load_model
+
+    if not (default_model_dir() / "model.json").is_file():
+        pytest.fail(f"the bundled default model is missing at {default_model_dir()}")
+    return load_model()

@@ -1,0 +1,141 @@
+"""python -m training {train, evaluate, phantoms, prepare-totalseg}"""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from AdiposeSegLib.errors import AdiposeSegError
+
+
+def _train(args) -> int:
+    from .train import TrainConfig, train
+
+    cfg = TrainConfig(
+        out=args.out, data=args.data or [], arch=args.arch, base=args.base, depth=args.depth, pixel_mm=args.pixel_mm,
+        grid_pixels=args.grid_pixels, crop=args.crop, epochs=args.epochs, steps_per_epoch=args.steps,
+        batch_size=args.batch_size, lr=args.lr, phantoms=args.phantoms, val_phantoms=args.val_phantoms,
+        val_fraction=args.val_fraction, real_weight=args.real_weight, empty_fraction=args.empty_fraction,
+        patience=args.patience, seed=args.seed, init_model=args.init_model, device=args.device,
+        workers_threads=args.threads, name=args.name, version=args.version, quiet=args.quiet,
+        command="python -m training " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+    )
+    summary = train(cfg)
+    print(f"best validation score {summary['best_score']:.4f} after {summary['epochs_run']} epochs; model: {Path(args.out) / 'model'}")
+    return 0
+
+
+def _evaluate(args) -> int:
+    from AdiposeSegLib.model_card import load_model
+    from AdiposeSegLib.safe_write import write_text
+    from AdiposeSegLib.tissues import SegmentOptions
+
+    from .dataset import read_dataset
+    from .evaluate import evaluate_cases, mean_row, rows_to_csv
+
+    model = load_model(args.model)
+    rows = evaluate_cases(model, read_dataset(args.data), SegmentOptions(device=args.device), args.merge_vat_imat)
+    rows.append(mean_row(rows))
+    text = rows_to_csv(rows)
+    if args.out:
+        write_text(args.out, text)
+        print(f"wrote {args.out}")
+    print(text, end="")
+    return 0
+
+
+def _phantoms(args) -> int:
+    import SimpleITK as sitk
+
+    from AdiposeSegLib.writers import write_segmentation
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for i in range(args.count):
+        ct, lab = phantom_volume_for(args.seed + i, args.size, args.slices)
+        sitk.WriteImage(ct, str(out / f"phantom{args.seed + i:04d}.nrrd"), useCompression=True)
+        write_segmentation(lab, out / f"phantom{args.seed + i:04d}.seg.nrrd")
+    print(f"wrote {args.count} phantom cases to {out}")
+    return 0
+
+
+def phantom_volume_for(seed: int, size: int, slices: int):
+    from .phantom import phantom_volume
+
+    return phantom_volume(seed=seed, size=size, slices=slices, z_range=(-0.9, 0.9))
+
+
+def _prepare_totalseg(args) -> int:
+    from .totalseg import prepare
+
+    for line in prepare(Path(args.source), Path(args.out), args.holdout, args.gap):
+        print(line)
+    return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m training", description="Train and evaluate AdiposeSeg models.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    t = sub.add_parser("train", help="train or fine-tune a model (resumes from OUT/checkpoints/last.pt)")
+    t.add_argument("--data", action="append", help="dataset folder (manifest.csv or image+label pairs); repeatable")
+    t.add_argument("--out", required=True)
+    t.add_argument("--arch", default="unet", choices=("unet", "fcn8s"))
+    t.add_argument("--base", type=int, default=12, help="channels at full resolution")
+    t.add_argument("--depth", type=int, default=4)
+    t.add_argument("--pixel-mm", type=float, default=2.5)
+    t.add_argument("--grid-pixels", type=int, default=192)
+    t.add_argument("--crop", type=int, default=160)
+    t.add_argument("--epochs", type=int, default=30)
+    t.add_argument("--steps", type=int, default=100, help="batches per epoch")
+    t.add_argument("--batch-size", type=int, default=16)
+    t.add_argument("--lr", type=float, default=3e-3)
+    t.add_argument("--phantoms", type=int, default=600, help="phantom training slices")
+    t.add_argument("--val-phantoms", type=int, default=3)
+    t.add_argument("--val-fraction", type=float, default=0.2)
+    t.add_argument("--real-weight", type=float, default=4.0)
+    t.add_argument("--empty-fraction", type=float, default=0.1)
+    t.add_argument("--patience", type=int, default=8)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--init-model", help="fine-tune from this model directory")
+    t.add_argument("--device", default="auto")
+    t.add_argument("--threads", type=int, default=0)
+    t.add_argument("--name", default="adiposeseg-unet")
+    t.add_argument("--version", default="0.1.0")
+    t.add_argument("-q", "--quiet", action="store_true")
+    t.set_defaults(func=_train)
+
+    e = sub.add_parser("evaluate", help="per-case and mean Dice per tissue and volume error, to CSV")
+    e.add_argument("--model", required=True)
+    e.add_argument("--data", required=True)
+    e.add_argument("--out", help="CSV file")
+    e.add_argument("--device", default="auto")
+    e.add_argument("--merge-vat-imat", action="store_true", help="score VAT+IMAT together (for TotalSegmentator's torso fat)")
+    e.set_defaults(func=_evaluate)
+
+    ph = sub.add_parser("phantoms", help="write phantom CT volumes with .seg.nrrd labels (a dataset folder)")
+    ph.add_argument("--out", required=True)
+    ph.add_argument("--count", type=int, default=4)
+    ph.add_argument("--size", type=int, default=256)
+    ph.add_argument("--slices", type=int, default=8)
+    ph.add_argument("--seed", type=int, default=500)
+    ph.set_defaults(func=_phantoms)
+
+    ts = sub.add_parser("prepare-totalseg", help="dataset folders from the TotalSegmentator example CT, with a held-out slab")
+    ts.add_argument("--source", required=True, help="…/real-ct/totalsegmentator-example")
+    ts.add_argument("--out", required=True)
+    ts.add_argument("--holdout", default="0:10", help="slices of example_ct_sm kept out of training (START:STOP)")
+    ts.add_argument("--gap", type=int, default=2, help="slices dropped between the held-out slab and training")
+    ts.set_defaults(func=_prepare_totalseg)
+
+    args = p.parse_args(argv)
+    try:
+        return args.func(args)
+    except AdiposeSegError as exc:
+        print(f"training: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

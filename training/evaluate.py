@@ -1,0 +1,72 @@
+"""Evaluate a model on an annotated dataset: per-case and mean Dice per tissue and volume error, to CSV."""
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+
+import numpy as np
+
+from AdiposeSegLib.evaluate import compare
+from AdiposeSegLib.model_card import LoadedModel
+from AdiposeSegLib.pipeline import segment_image
+from AdiposeSegLib.progress import RunControl
+from AdiposeSegLib.tissues import LABELS, NAMES, SegmentOptions
+
+from .dataset import CaseSpec, load_case
+
+# How a reference's classes map onto ours when its definitions differ; e.g. TotalSegmentator's
+# torso fat is all fat inside the body wall, so it is compared with VAT + IMAT together.
+MERGES = {"VAT+IMAT": (2, 4)}
+
+
+def evaluate_cases(model: LoadedModel, specs: list[CaseSpec], options: SegmentOptions | None = None,
+                   merge_vat_imat: bool = False) -> list[dict]:
+    import SimpleITK as sitk
+
+    options = options or SegmentOptions()
+    rows = []
+    for spec in specs:
+        case = load_case(spec)
+        result = segment_image(case.image, model, options, RunControl())
+        pred = sitk.GetImageFromArray(result.canonical_labels)
+        pred.CopyInformation(case.image)
+        ref = case.label_image
+        if merge_vat_imat:
+            pred, ref = (_merge(img) for img in (pred, ref))
+        metrics = compare(pred, ref)
+        row = {"case_id": spec.case_id, "slices": int(case.hu.shape[0])}
+        for name, m in metrics.items():
+            row[f"{name}_dice"] = m["dice"]
+            row[f"{name}_volume_diff_pct"] = m["volume_diff_pct"]
+        rows.append(row)
+    return rows
+
+
+def _merge(image):
+    import SimpleITK as sitk
+
+    a = sitk.GetArrayFromImage(image)
+    a[a == 4] = 2
+    out = sitk.GetImageFromArray(a)
+    out.CopyInformation(image)
+    return out
+
+
+def mean_row(rows: list[dict]) -> dict:
+    keys = [k for k in rows[0] if k not in ("case_id", "slices")]
+    mean = {"case_id": "MEAN", "slices": sum(r["slices"] for r in rows)}
+    for k in keys:
+        vals = [r[k] for r in rows if not (isinstance(r[k], float) and math.isnan(r[k]))]
+        mean[k] = float(np.mean(vals)) if vals else float("nan")
+    return mean
+
+
+def rows_to_csv(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, list(rows[0].keys()), lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items()})
+    return buf.getvalue()
