@@ -37,8 +37,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="model directory or .zip (default: the bundled model)")
     p.add_argument("--device", default="auto", choices=("auto", "cuda", "mps", "cpu"))
     p.add_argument("--batch-size", type=int, default=8, help="slices per network batch (default 8)")
-    p.add_argument("--fat-window", type=_window, default=(-190.0, -30.0), metavar="LO,HI", help="fat HU window (default -190,-30)")
-    p.add_argument("--muscle-window", type=_window, default=(-29.0, 150.0), metavar="LO,HI", help="muscle HU window (default -29,150)")
+    p.add_argument("--fat-window", type=_window, default=(-190.0, -30.0), metavar="LO,HI", help="fat HU window, written --fat-window=-190,-30 (the default)")
+    p.add_argument("--muscle-window", type=_window, default=(-29.0, 150.0), metavar="LO,HI", help="muscle HU window, written --muscle-window=-29,150 (the default)")
     p.add_argument("--min-island-mm2", type=float, default=10.0, help="remove in-slice islands smaller than this (default 10)")
     p.add_argument("--no-imat", action="store_true", help="do not label intermuscular fat separately")
     p.add_argument("--labelmap", choices=("nrrd", "nii.gz", "nii", "mha"), help="also write a plain label map in this format")
@@ -55,7 +55,7 @@ def _options(args) -> SegmentOptions:
 def _progress_bar(total: int, desc: str, quiet: bool):
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit="%", disable=quiet, leave=False, file=sys.stderr,
+    return tqdm(total=total, desc=desc, unit="%", disable=quiet, leave=False, file=sys.stderr, delay=0.5,
                 bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
 
 
@@ -67,10 +67,10 @@ def cmd_segment(args) -> int:
     from .results import case_id_for, write_results
 
     options = _options(args)
-    model = load_model(args.model)
     t0 = time.perf_counter()
     image = read_ct(args.input, args.series_uid)
     read_s = time.perf_counter() - t0
+    model = load_model(args.model)
     bar = _progress_bar(100, "segment", args.quiet)
 
     def on_progress(fraction, message):

@@ -102,6 +102,8 @@ def load_model(model_dir: str | os.PathLike | None = None, device: str = "cpu") 
 
     from .networks import build_network
 
+    if not model_dir and not default_model_dir().is_dir():
+        raise ModelError(f"the bundled model is missing at {default_model_dir()}; reinstall AdiposeSeg or pass a model directory")
     model_dir = _unpack(Path(model_dir) if model_dir else default_model_dir())
     card = read_card(model_dir)
     weights = model_dir / WEIGHTS_FILE

@@ -1,0 +1,99 @@
+"""The `adiposeseg` command on real CT: the four outputs, their geometry and numbers; one-line errors; batch."""
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import slicerio
+
+from AdiposeSegLib.cli import main
+from AdiposeSegLib.image_io import read_ct
+from AdiposeSegLib.orientation import to_canonical
+from AdiposeSegLib.tissues import COLORS, LABELS, NAMES
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "AdiposeSegLib", *map(str, args)], capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("source", ["dicom_j2k", "example_ct"])
+def test_segment_writes_four_consistent_outputs(source, request, tiny_model_dir, tmp_path):
+    path = request.getfixturevalue(source)
+    assert main(["segment", str(path), "-o", str(tmp_path), "--model", str(tiny_model_dir), "--labelmap", "nii.gz",
+                 "--device", "cpu", "-q", "--case-id", "case"]) == 0
+    files = {p.name for p in tmp_path.iterdir()}
+    assert {"case.seg.nrrd", "case_labels.nii.gz", "case_slices.csv", "case_overlay.png", "case_summary.json"} <= files
+    image = read_ct(path)
+    labels = sitk.ReadImage(str(tmp_path / "case_labels.nii.gz"))
+    assert labels.GetSize() == image.GetSize()
+    assert labels.GetSpacing() == pytest.approx(image.GetSpacing(), abs=1e-6)
+    assert labels.GetOrigin() == pytest.approx(image.GetOrigin(), abs=1e-4)
+    assert labels.GetDirection() == pytest.approx(image.GetDirection(), abs=1e-6)
+
+    seg = slicerio.read_segmentation(str(tmp_path / "case.seg.nrrd"))
+    assert [s["name"] for s in seg["segments"]] == ["SAT", "VAT", "Muscle", "IMAT"]
+    assert [s["color"] for s in seg["segments"]] == [pytest.approx([c / 255 for c in COLORS[k]], abs=1e-5) for k in LABELS]
+    assert np.array_equal(seg["voxels"].transpose(2, 1, 0), sitk.GetArrayViewFromImage(labels))
+
+    canon = sitk.GetArrayViewFromImage(to_canonical(labels))
+    pixel_cm2 = image.GetSpacing()[0] * image.GetSpacing()[1] / 100
+    with open(tmp_path / "case_slices.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == image.GetSize()[2]
+    for row in rows:
+        k = int(row["slice"])
+        for label in LABELS:
+            assert float(row[f"{NAMES[label]}_area_cm2"]) == pytest.approx((canon[k] == label).sum() * pixel_cm2, abs=1e-4)
+    summary = json.loads((tmp_path / "case_summary.json").read_text())
+    voxel_cm3 = np.prod(image.GetSpacing()) / 1000
+    assert summary["totals"]["SAT_volume_cm3"] == pytest.approx((canon == 1).sum() * voxel_cm3)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["segment", "{tmp}/missing.nii.gz", "-o", "{tmp}/o"], "no such file or folder"),
+    (["segment", "{tmp}/mr.nii.gz", "-o", "{tmp}/o"], "not CT Hounsfield units"),
+    (["segment", "{tmp}/notes.txt", "-o", "{tmp}/o"], "not a recognised image file"),
+    (["segment", "{ct}", "-o", "{tmp}/o", "--model", "{tmp}"], "not a model directory"),
+    (["segment", "{ct}", "-o", "{tmp}/o", "--slices", "500:600", "--model", "{model}"], "selects no slice"),
+    (["segment", "{ct}", "-o", "{tmp}/o", "--fat-window=-30,-190", "--model", "{model}"], "low < high"),
+])
+def test_user_mistakes_are_one_line_errors(args, message, tmp_path, example_ct_sm, tiny_model_dir):
+    mr = sitk.GetImageFromArray(np.random.default_rng(0).integers(0, 1200, (3, 64, 64)).astype(np.int16))
+    sitk.WriteImage(mr, str(tmp_path / "mr.nii.gz"))
+    (tmp_path / "notes.txt").write_text("not an image")
+    filled = [a.format(tmp=tmp_path, ct=example_ct_sm, model=tiny_model_dir) for a in args]
+    proc = run_cli(*filled)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    lines = [l for l in proc.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("adiposeseg: error:") and message in lines[0]
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+def test_batch_goes_past_a_bad_scan_and_resumes(tmp_path, example_ct_sm, dcmqi_series, tiny_model_dir):
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    sitk.WriteImage(sitk.ReadImage(str(example_ct_sm)), str(scans / "a.nii.gz"))
+    sitk.WriteImage(sitk.ReadImage(str(example_ct_sm))[:, :, :4], str(scans / "b.nrrd"))
+    (scans / "broken.nii.gz").write_bytes(example_ct_sm.read_bytes()[:5000])
+    dcm = scans / "series1"
+    dcm.mkdir()
+    for f in dcmqi_series.glob("*.dcm"):
+        (dcm / f.name).write_bytes(f.read_bytes())
+    out = tmp_path / "out"
+    proc = run_cli("batch", scans, "-o", out, "--model", tiny_model_dir, "--device", "cpu", "--workers", "2")
+    assert proc.returncode == 1, proc.stderr
+    assert "FAILED broken" in proc.stderr and "truncated or corrupt" in proc.stderr
+    with open(out / "summary.csv") as fh:
+        rows = {r["case_id"]: r for r in csv.DictReader(fh)}
+    assert {k: r["status"] for k, r in rows.items()} == {"a": "done", "b": "done", "broken": "failed", "series1": "done"}
+    assert "truncated" in rows["broken"]["message"]
+    assert float(rows["a"]["SAT_volume_cm3"]) >= 0
+    assert (out / "series1" / "series1.seg.nrrd").is_file()
+    first = (out / "a" / "a_summary.json").stat().st_mtime_ns
+    again = run_cli("batch", scans, "-o", out, "--model", tiny_model_dir, "--device", "cpu")
+    assert "3 skipped" in again.stdout
+    assert (out / "a" / "a_summary.json").stat().st_mtime_ns == first

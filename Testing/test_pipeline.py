@@ -1,0 +1,111 @@
+"""The one data path on real CT: geometry kept exactly, orientation-independent areas, statistics = voxel counts."""
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from AdiposeSegLib.errors import Cancelled
+from AdiposeSegLib.image_io import read_ct
+from AdiposeSegLib.orientation import to_canonical
+from AdiposeSegLib.pipeline import segment_image, statistics_for_labels
+from AdiposeSegLib.progress import RunControl
+from AdiposeSegLib.tissues import LABELS, NAMES, SegmentOptions
+
+
+def _same_geometry(a, b):
+    assert a.GetSize() == b.GetSize()
+    assert a.GetSpacing() == pytest.approx(b.GetSpacing(), abs=1e-9)
+    assert a.GetOrigin() == pytest.approx(b.GetOrigin(), abs=1e-9)
+    assert a.GetDirection() == pytest.approx(b.GetDirection(), abs=1e-12)
+
+
+def reoriented(image: sitk.Image, permutation, flips) -> sitk.Image:
+    """Same anatomy, other voxel order: the direction cosines change, physical space does not."""
+    out = sitk.PermuteAxes(image, permutation)
+    return sitk.Flip(out, flips)
+
+
+def test_label_map_has_input_geometry(example_ct, tiny_model):
+    image = read_ct(example_ct)
+    result = segment_image(image, tiny_model, SegmentOptions(device="cpu"))
+    _same_geometry(result.labels, image)
+    assert result.labels.GetPixelID() == sitk.sitkUInt8
+
+
+@pytest.mark.parametrize("permutation,flips", [((0, 1, 2), (True, False, True)), ((1, 0, 2), (False, True, False)),
+                                                ((2, 0, 1), (False, False, False))])
+def test_reoriented_copy_gives_same_areas(example_ct_sm, tiny_model, permutation, flips):
+    image = read_ct(example_ct_sm)
+    moved = reoriented(image, permutation, flips)
+    assert moved.GetDirection() != image.GetDirection()
+    a = segment_image(image, tiny_model, SegmentOptions(device="cpu"))
+    b = segment_image(moved, tiny_model, SegmentOptions(device="cpu"))
+    _same_geometry(b.labels, moved)
+    for k in LABELS:
+        va, vb = a.statistics.totals[f"{NAMES[k]}_volume_cm3"], b.statistics.totals[f"{NAMES[k]}_volume_cm3"]
+        assert vb == pytest.approx(va, rel=0.01, abs=0.05)
+    # and voxel for voxel, once both are back in physical space
+    back = sitk.Resample(b.labels, a.labels, sitk.Transform(), sitk.sitkNearestNeighbor)
+    assert np.array_equal(sitk.GetArrayViewFromImage(back), sitk.GetArrayViewFromImage(a.labels))
+
+
+def test_statistics_are_voxel_counts_times_pixel_area(dcmqi_series, tiny_model):
+    image = read_ct(dcmqi_series)
+    result = segment_image(image, tiny_model, SegmentOptions(device="cpu"))
+    labels = sitk.GetArrayViewFromImage(to_canonical(result.labels))
+    hu = sitk.GetArrayViewFromImage(to_canonical(image))
+    px = image.GetSpacing()[0] * image.GetSpacing()[1] / 100.0
+    for row in result.statistics.rows:
+        for k in LABELS:
+            count = int((labels[row["slice"]] == k).sum())
+            assert row[f"{NAMES[k]}_area_cm2"] == pytest.approx(count * px, rel=1e-12)
+            if count:
+                assert row[f"{NAMES[k]}_mean_HU"] == pytest.approx(hu[row["slice"]][labels[row["slice"]] == k].mean(), rel=1e-9)
+
+
+def test_slice_range_processes_only_those_slices(example_ct_sm, tiny_model):
+    image = read_ct(example_ct_sm)
+    result = segment_image(image, tiny_model, SegmentOptions(device="cpu", slices=(5, 8)))
+    assert [r["slice"] for r in result.statistics.rows] == [5, 6, 7]
+    arr = sitk.GetArrayViewFromImage(result.labels)
+    assert not arr[:5].any() and not arr[8:].any()
+
+
+def test_gate_keeps_every_label_inside_its_window(example_ct_sm, tiny_model):
+    image = read_ct(example_ct_sm)
+    options = SegmentOptions(device="cpu")
+    result = segment_image(image, tiny_model, options)
+    lab, hu = result.canonical_labels, result.canonical_hu
+    for k in (1, 2, 4):
+        assert ((hu[lab == k] >= -190) & (hu[lab == k] <= -30)).all()
+    assert ((hu[lab == 3] >= -29) & (hu[lab == 3] <= 150)).all()
+
+
+def test_progress_reports_and_cancel_stops(example_ct_sm, tiny_model):
+    seen = []
+    image = read_ct(example_ct_sm)
+    segment_image(image, tiny_model, SegmentOptions(device="cpu", batch_size=4), RunControl(lambda f, m: seen.append(f)))
+    assert seen[0] == 0.0 and seen[-1] == 1.0 and seen == sorted(seen)
+
+    control = RunControl()
+
+    def cancel_midway(fraction, message):
+        if fraction > 0.3:
+            control.cancel()
+
+    control.callback = cancel_midway
+    with pytest.raises(Cancelled):
+        segment_image(image, tiny_model, SegmentOptions(device="cpu", batch_size=4), control)
+
+
+def test_update_statistics_follows_an_edit(example_ct_sm, tiny_model):
+    image = read_ct(example_ct_sm)
+    result = segment_image(image, tiny_model, SegmentOptions(device="cpu"))
+    edited = sitk.GetArrayFromImage(result.labels)
+    edited[10, 40:50, 40:60] = 1  # paint 200 voxels of SAT on slice 10 (canonical index is the same here)
+    img = sitk.GetImageFromArray(edited)
+    img.CopyInformation(result.labels)
+    stats = statistics_for_labels(img, image)
+    px = image.GetSpacing()[0] * image.GetSpacing()[1] / 100.0
+    before = result.statistics.rows[10]["SAT_area_cm2"]
+    was_sat = int((sitk.GetArrayViewFromImage(result.labels)[10, 40:50, 40:60] == 1).sum())
+    assert stats.rows[10]["SAT_area_cm2"] == pytest.approx(before + (200 - was_sat) * px)
