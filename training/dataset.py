@@ -8,7 +8,6 @@ Slices reach the network through the engine's own preprocessing (`AdiposeSegLib.
 """
 from __future__ import annotations
 
-import csv
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,11 +20,10 @@ from AdiposeSegLib.errors import InputReadError
 from AdiposeSegLib.evaluate import on_reference_grid
 from AdiposeSegLib.image_io import read_ct
 from AdiposeSegLib.labels_io import labels_from_masks, read_label_map
+from AdiposeSegLib.manifest import MANIFEST, MANIFEST_COLUMNS, read_manifest
 from AdiposeSegLib.orientation import to_canonical
 from AdiposeSegLib.preprocess import GridMapping, hu_to_grid, labels_to_grid
 
-MANIFEST = "manifest.csv"
-MANIFEST_COLUMNS = ["case_id", "image", "segmentation", "prediction", "source", "model_version", "edited", "date"]
 IMAGE_SUFFIXES = (".nrrd", ".nii.gz", ".nii", ".mha")
 
 
@@ -68,8 +66,7 @@ def read_dataset(folder: str | os.PathLike) -> list[CaseSpec]:
         raise InputReadError(f"{base}: no such dataset folder")
     manifest = base / MANIFEST
     if manifest.is_file():
-        with open(manifest, newline="") as fh:
-            rows = list(csv.DictReader(fh))
+        rows = read_manifest(manifest)
         missing = {"case_id", "image", "segmentation"} - set(rows[0].keys() if rows else MANIFEST_COLUMNS)
         if missing:
             raise InputReadError(f"{manifest}: columns {sorted(missing)} are missing")

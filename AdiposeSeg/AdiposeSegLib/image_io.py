@@ -85,14 +85,24 @@ def _read_volume_file(source: str) -> sitk.Image:
     return image
 
 
+def _nrrd_encoding(source: str) -> str:
+    with open(source, "rb") as fh:
+        for line in fh:
+            line = line.strip()
+            if not line:
+                break
+            if line.lower().startswith(b"encoding:"):
+                return line.split(b":", 1)[1].strip().decode("ascii", "replace").lower()
+    return "raw"
+
+
 def _check_size(source: str, image: sitk.Image) -> None:
     """ITK zero-fills a truncated uncompressed file silently; its pixels need at least this many bytes."""
-    if not source.lower().endswith((".nii", ".nrrd")):
-        return
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(source)
-    reader.ReadImageInformation()
-    if reader.HasMetaDataKey("NRRD_encoding") and reader.GetMetaData("NRRD_encoding") != "raw":
+    name = source.lower()
+    if name.endswith(".nrrd"):
+        if _nrrd_encoding(source) != "raw":
+            return
+    elif not name.endswith(".nii"):
         return
     needed = int(np.prod(image.GetSize())) * image.GetNumberOfComponentsPerPixel() * image.GetSizeOfPixelComponent()
     have = os.path.getsize(source)

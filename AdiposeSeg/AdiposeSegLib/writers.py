@@ -19,7 +19,7 @@ TERMINOLOGY_CONTEXT = "Segmentation category and type - DICOM master list"
 ANATOMY_CONTEXT = "Anatomic codes - DICOM master list"
 
 
-def _terminology_tag(label: int) -> str:
+def terminology_tag(label: int) -> str:
     (cat_code, cat_name), (type_code, type_name) = TERMINOLOGY[label]
     return (
         f"{TERMINOLOGY_CONTEXT}~SCT^{cat_code}^{cat_name}~SCT^{type_code}^{type_name}~^^~"
@@ -54,7 +54,7 @@ def segmentation_image(labels: sitk.Image, labels_to_write=LABELS) -> sitk.Image
         out.SetMetaData(prefix + "LabelValue", str(label))
         out.SetMetaData(prefix + "Layer", "0")
         out.SetMetaData(prefix + "Extent", _extent(array == label))
-        out.SetMetaData(prefix + "Tags", f"Segmentation.Status:inprogress|TerminologyEntry:{_terminology_tag(label)}|")
+        out.SetMetaData(prefix + "Tags", f"Segmentation.Status:inprogress|TerminologyEntry:{terminology_tag(label)}|")
     out.SetMetaData("Segmentation_MasterRepresentation", "Binary labelmap")
     out.SetMetaData("Segmentation_ContainedRepresentationNames", "Binary labelmap|")
     out.SetMetaData("Segmentation_ReferenceImageExtentOffset", "0 0 0")
