@@ -14,17 +14,27 @@ _IN_PLANE[1] = ndimage.generate_binary_structure(2, 1)
 def gate(classes: np.ndarray, hu: np.ndarray, windows: HUWindows, include_imat: bool = True) -> np.ndarray:
     """Keep SAT / VAT on fat-range voxels and Muscle on muscle-range voxels.
 
-    Fat-range voxels the network put inside muscle become IMAT (or background without IMAT).
+    Fat-range voxels the network put inside muscle are IMAT when they lie within the muscle; where
+    such a patch touches SAT or VAT it is partial-volume fat at the fascia and joins that compartment.
     The network decides the compartment; the HU window makes the boundary pixel-exact.
     """
     fat = (hu >= windows.fat[0]) & (hu <= windows.fat[1])
     muscle = (hu >= windows.muscle[0]) & (hu <= windows.muscle[1])
+    in_muscle = (classes == MUSCLE) | (classes == IMAT)
     out = np.zeros(classes.shape, dtype=np.uint8)
     out[(classes == SAT) & fat] = SAT
     out[(classes == VAT) & fat] = VAT
-    out[((classes == MUSCLE) | (classes == IMAT)) & muscle] = MUSCLE
-    if include_imat:
-        out[((classes == MUSCLE) | (classes == IMAT)) & fat] = IMAT
+    out[in_muscle & muscle] = MUSCLE
+    candidates = in_muscle & fat
+    if candidates.any():
+        components, count = ndimage.label(candidates, structure=_IN_PLANE)
+        touch_sat = np.bincount(components[ndimage.binary_dilation(out == SAT, _IN_PLANE)], minlength=count + 1)
+        touch_vat = np.bincount(components[ndimage.binary_dilation(out == VAT, _IN_PLANE)], minlength=count + 1)
+        fate = np.full(count + 1, IMAT if include_imat else BACKGROUND, dtype=np.uint8)
+        fate[(touch_sat > 0) & (touch_sat >= touch_vat)] = SAT
+        fate[(touch_vat > 0) & (touch_vat > touch_sat)] = VAT
+        fate[0] = BACKGROUND
+        out[candidates] = fate[components[candidates]]
     return out
 
 

@@ -1,0 +1,44 @@
+"""HU gating and island removal on hand-made slices."""
+import numpy as np
+
+from AdiposeSegLib.postprocess import gate, remove_islands
+from AdiposeSegLib.tissues import HUWindows
+
+
+def test_gate_windows_and_imat():
+    classes = np.zeros((1, 8, 12), np.uint8)
+    hu = np.full(classes.shape, 40.0)
+    classes[0, :, :4] = 1            # network says SAT
+    hu[0, :, :4] = -100              # fat
+    hu[0, 0, 0] = 20                 # but this voxel is soft tissue: not SAT
+    classes[0, :, 4:] = 3            # network says muscle
+    hu[0, 3:5, 8:10] = -90           # fat patch inside muscle, away from SAT: IMAT
+    hu[0, 6, 4] = -80                # fat voxel in "muscle" touching SAT: partial volume, joins SAT
+    hu[0, 0, 11] = 300               # bone-dense voxel in muscle: not muscle
+    out = gate(classes, hu, HUWindows())
+    assert out[0, 0, 0] == 0 and out[0, 1, 0] == 1
+    assert (out[0, 3:5, 8:10] == 4).all()
+    assert out[0, 6, 4] == 1
+    assert out[0, 0, 11] == 0
+    assert out[0, 1, 6] == 3
+    no_imat = gate(classes, hu, HUWindows(), include_imat=False)
+    assert (no_imat[0, 3:5, 8:10] == 0).all()
+
+
+def test_custom_windows():
+    classes = np.full((1, 2, 2), 3, np.uint8)
+    hu = np.array([[[0.0, 100.0], [160.0, 200.0]]])
+    out = gate(classes, hu, HUWindows(muscle=(-29, 170)))
+    assert out.tolist() == [[[3, 3], [3, 0]]]
+
+
+def test_remove_islands_by_area():
+    labels = np.zeros((2, 20, 20), np.uint8)
+    labels[0, 1:3, 1:3] = 1      # 4 px = 4 mm² at 1 mm: removed at 10 mm²
+    labels[0, 10:14, 10:14] = 1  # 16 px: kept
+    labels[1, 5, 5] = 2          # single voxel on the next slice: removed
+    labels[1, 0:4, 0:4] = 1      # 16 px: kept, even though slice 0 has a small island above it
+    out = remove_islands(labels, pixel_area_mm2=1.0, min_area_mm2=10.0)
+    assert out[0, 1:3, 1:3].sum() == 0
+    assert (out[0, 10:14, 10:14] == 1).all()
+    assert out[1, 5, 5] == 0 and (out[1, 0:4, 0:4] == 1).all()
