@@ -22,7 +22,8 @@ def _train(args) -> int:
         command="python -m training " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
     )
     summary = train(cfg)
-    print(f"best validation score {summary['best_score']:.4f} after {summary['epochs_run']} epochs; model: {Path(args.out) / 'model'}")
+    if summary.get("rank", 0) == 0:
+        print(f"best validation score {summary['best_score']:.4f} after {summary['epochs_run']} epochs; model: {Path(args.out) / 'model'}")
     return 0
 
 

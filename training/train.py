@@ -256,13 +256,15 @@ def train(cfg: TrainConfig) -> dict:
             _save_checkpoint(last, model=network.state_dict(), optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
                              scaler=scaler.state_dict(), rng=_rng_state(), history=history, epoch=epoch, best=best, stale=stale,
                              config=asdict(cfg))
-        if distributed:
-            torch.distributed.barrier()
+        if distributed:  # every rank must take rank 0's early-stopping decision, or the others hang
+            decision = torch.tensor([stale], dtype=torch.long, device=device)
+            torch.distributed.broadcast(decision, 0)
+            stale = int(decision.item())
         if stale >= cfg.patience:
             if rank == 0 and not cfg.quiet:
                 print(f"early stop: no better validation score for {cfg.patience} epochs", file=sys.stderr)
             break
-    summary = {"epochs_run": len(history), "best_score": best, "history": history,
+    summary = {"rank": rank, "epochs_run": len(history), "best_score": best, "history": history,
                "train_cases": [s.case_id for s in train_specs], "val_cases": [c.case_id for c in val_cases],
                "phantom_slices": cfg.phantoms, "real_slices": int(sum(len(c.hu) for c in train_cases))}
     if rank == 0:

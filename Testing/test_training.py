@@ -1,0 +1,158 @@
+"""The training package: dataset reading, splits, sampling, resume == uninterrupted, learning, evaluation."""
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+
+from AdiposeSegLib.errors import InputReadError
+from AdiposeSegLib.model_card import load_model
+from AdiposeSegLib.writers import segmentation_image, write_labelmap
+from training.dataset import CaseSpec, epoch_indices, load_case, read_dataset, split_cases, to_grid_slices
+from training.phantom import phantom_volume
+from training.train import TrainConfig, train
+
+
+def _phantom_case(folder, name, seed, slices=3):
+    ct, lab = phantom_volume(seed=seed, size=128, slices=slices)
+    sitk.WriteImage(ct, str(folder / f"{name}.nrrd"))
+    return ct, lab
+
+
+def _write_renamed_seg(lab, path, names):
+    img = segmentation_image(lab)
+    for i, name in enumerate(names):
+        img.SetMetaData(f"Segment{i}_Name", name)
+        img.SetMetaData(f"Segment{i}_ID", f"Segment_{i + 1}")
+    sitk.WriteImage(img, str(path), useCompression=True)
+
+
+def test_seg_nrrd_with_renamed_segments(tmp_path):
+    ct, lab = _phantom_case(tmp_path, "case1", seed=3)
+    _write_renamed_seg(lab, tmp_path / "case1.seg.nrrd", ["Subcutaneous Fat", "visceral_fat", "Skeletal Muscle", "imat"])
+    specs = read_dataset(tmp_path)
+    assert [s.case_id for s in specs] == ["case1"]
+    case = load_case(specs[0])
+    assert np.array_equal(case.labels, sitk.GetArrayViewFromImage(lab))
+    assert set(np.unique(case.labels)) <= {0, 1, 2, 3, 4} and (case.labels == 3).any()
+
+
+def test_unknown_segment_names_are_listed(tmp_path):
+    ct, lab = _phantom_case(tmp_path, "case1", seed=3)
+    _write_renamed_seg(lab, tmp_path / "case1.seg.nrrd", ["SAT", "Liver", "Muscle", "Spleen"])
+    with pytest.raises(InputReadError, match="'Liver', 'Spleen'"):
+        load_case(read_dataset(tmp_path)[0])
+
+
+def test_label_map_and_binary_masks(tmp_path):
+    ct, lab = _phantom_case(tmp_path, "case2", seed=4)
+    write_labelmap(lab, tmp_path / "case2_labels.nii.gz")
+    case = load_case(read_dataset(tmp_path)[0])
+    assert np.array_equal(case.labels, sitk.GetArrayViewFromImage(lab))
+    masks = {}
+    for name, value in (("subcutaneous_fat", 1), ("skeletal_muscle", 3)):
+        m = sitk.Cast(lab == value, sitk.sitkUInt8)
+        sitk.WriteImage(m, str(tmp_path / f"{name}.nii.gz"))
+        masks[name] = str(tmp_path / f"{name}.nii.gz")
+    case = load_case(CaseSpec("m", str(tmp_path / "case2.nrrd"), masks))
+    a = sitk.GetArrayViewFromImage(lab)
+    assert np.array_equal(case.labels == 1, a == 1) and np.array_equal(case.labels == 3, a == 3)
+    assert not (case.labels == 2).any()
+
+
+def test_split_is_by_case_and_reproducible():
+    specs = [CaseSpec(f"c{i}", "", "") for i in range(10)]
+    a_train, a_val = split_cases(specs, 0.3, seed=1)
+    b_train, b_val = split_cases(specs, 0.3, seed=1)
+    c_train, c_val = split_cases(specs, 0.3, seed=2)
+    assert [s.case_id for s in a_val] == [s.case_id for s in b_val] and len(a_val) == 3
+    assert {s.case_id for s in a_train} | {s.case_id for s in a_val} == {f"c{i}" for i in range(10)}
+    assert not {s.case_id for s in a_train} & {s.case_id for s in a_val}
+    assert [s.case_id for s in c_val] != [s.case_id for s in a_val]
+
+
+def test_empty_slices_are_sampled_as_asked():
+    hu = np.full((20, 64, 64), -1000.0)
+    labels = np.zeros((20, 64, 64), np.uint8)
+    labels[:5, 20:30, 20:30] = 1                      # 5 slices with tissue, 15 empty
+    gs = to_grid_slices(hu, labels, (3.0, 3.0), 3.0, 64, (-300, 400), "x")
+    none = epoch_indices(gs, 400, seed=0, epoch=0, empty_fraction=0.0)
+    assert set(none) <= set(range(5))
+    allowed = epoch_indices(gs, 400, seed=0, epoch=0, empty_fraction=1.0)
+    assert len(set(allowed) - set(range(5))) > 5
+    assert np.array_equal(allowed, epoch_indices(gs, 400, seed=0, epoch=0, empty_fraction=1.0))
+
+
+def _tiny_config(out, **kw):
+    base = dict(out=str(out), arch="unet", base=4, depth=2, pixel_mm=6.0, grid_pixels=64, crop=64, epochs=3,
+                steps_per_epoch=3, batch_size=4, lr=3e-3, phantoms=8, val_phantoms=1, patience=10, seed=3,
+                device="cpu", quiet=True, workers_threads=2)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_resumed_run_ends_with_the_same_weights(tmp_path):
+    train(_tiny_config(tmp_path / "straight"))
+    killed = _tiny_config(tmp_path / "resumed", stop_after_epochs=1)
+    train(killed)
+    assert json.loads((tmp_path / "resumed" / "config.json").read_text())["stop_after_epochs"] == 1
+    train(dataclasses.replace(killed, stop_after_epochs=None))
+    a = torch.load(tmp_path / "straight" / "checkpoints" / "last.pt", weights_only=False)
+    b = torch.load(tmp_path / "resumed" / "checkpoints" / "last.pt", weights_only=False)
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    assert [h["train_loss"] for h in a["history"]] == [h["train_loss"] for h in b["history"]]
+    model = load_model(tmp_path / "resumed" / "model")
+    assert model.card.trained and model.card.training_data["phantom_slices"] == 8
+
+
+def test_tiny_training_lowers_loss_and_raises_dice(tmp_path):
+    summary = train(_tiny_config(tmp_path / "learn", base=8, epochs=6, steps_per_epoch=8, phantoms=24, lr=5e-3))
+    history = summary["history"]
+    assert history[-1]["train_loss"] < 0.8 * history[0]["train_loss"]
+    first = np.mean([history[0][f"val_{n}"] for n in ("SAT", "Muscle")])
+    best = max(np.mean([h[f"val_{n}"] for n in ("SAT", "Muscle")]) for h in history)
+    assert best > first + 0.1
+    assert best > 0.5
+
+
+def test_training_evaluate_by_hand(tmp_path, tiny_model):
+    from AdiposeSegLib.pipeline import segment_image
+    from AdiposeSegLib.tissues import SegmentOptions
+    from training.evaluate import evaluate_cases, mean_row
+
+    ct, _ = _phantom_case(tmp_path, "p", seed=9)
+    pred = segment_image(ct, tiny_model, SegmentOptions(device="cpu")).labels
+    ref = sitk.GetArrayFromImage(pred)
+    n_sat = int((ref == 1).sum())
+    assert n_sat > 20
+    drop = np.argwhere(ref == 1)[:10]
+    ref[tuple(drop.T)] = 0
+    ref_img = sitk.GetImageFromArray(ref)
+    ref_img.CopyInformation(pred)
+    write_labelmap(ref_img, tmp_path / "p_labels.nii.gz")
+    rows = evaluate_cases(tiny_model, read_dataset(tmp_path), SegmentOptions(device="cpu"))
+    assert rows[0]["SAT_dice"] == pytest.approx(2 * (n_sat - 10) / (n_sat + n_sat - 10))
+    assert rows[0]["SAT_volume_diff_pct"] == pytest.approx(100 * 10 / (n_sat - 10))
+    assert mean_row(rows + rows)["SAT_dice"] == pytest.approx(rows[0]["SAT_dice"])
+
+
+def test_ddp_under_torchrun_with_early_stop(tmp_path):
+    """Two CPU processes (gloo) through torchrun: both ranks stop together and rank 0 exports the model."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "training", "train",
+           "--out", str(out), "--base", "4", "--depth", "2", "--pixel-mm", "6", "--grid-pixels", "64", "--crop", "64",
+           "--epochs", "4", "--steps", "2", "--batch-size", "4", "--phantoms", "6", "--val-phantoms", "1",
+           "--device", "cpu", "--threads", "1", "--patience", "1", "-q"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count("best validation score") == 1
+    log = (out / "log.csv").read_text().splitlines()
+    assert 2 <= len(log) - 1 < 4      # patience 1 stops at the first stale epoch, before the 4 asked for
+    assert load_model(out / "model").card.trained
