@@ -138,3 +138,21 @@ def test_folder_without_dicom(tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
     with pytest.raises(InputReadError, match="no DICOM series"):
         read_ct(tmp_path)
+
+
+def test_folder_with_several_series(dcmqi_series, tmp_path):
+    """The CT series is chosen automatically (an MR scout series beside it is ignored), or by UID."""
+    files = sorted(dcmqi_series.glob("*.dcm"))
+    for f in files:
+        (tmp_path / f"ct_{f.name}").write_bytes(f.read_bytes())
+    for i, f in enumerate(files[:2]):
+        ds = pydicom.dcmread(f)
+        ds.SeriesInstanceUID = "1.2.3.4.5.6.7"
+        ds.SOPInstanceUID = f"1.2.3.4.5.6.7.{i}"
+        ds.Modality = "MR"
+        ds.save_as(tmp_path / f"mr_{f.name}")
+    assert read_ct(tmp_path).GetSize() == (512, 512, 3)
+    with pytest.raises(NotCTError, match="modality is MR"):
+        read_ct(tmp_path, series_uid="1.2.3.4.5.6.7")
+    with pytest.raises(InputReadError, match="no series with UID 9.9"):
+        read_ct(tmp_path, series_uid="9.9")
