@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import SimpleITK as sitk
 import torch
 
 from AdiposeSegLib.evaluate import compare_arrays
@@ -104,8 +105,6 @@ def build_training_set(cfg: TrainConfig, train_cases: list[Case]) -> tuple[GridS
 def validation_cases(cfg: TrainConfig, val_cases: list[Case]) -> list[Case]:
     cases = list(val_cases)
     for i in range(cfg.val_phantoms):
-        import SimpleITK as sitk
-
         ct, lab = phantom_volume(seed=10_000 + cfg.seed * 100 + i, size=256, slices=6, z_range=(-0.9, 0.9))
         cases.append(Case(f"val_phantom{i}", sitk.GetArrayFromImage(ct), sitk.GetArrayFromImage(lab), ct.GetSpacing(), ct, lab))
     return cases

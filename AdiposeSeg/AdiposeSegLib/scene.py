@@ -270,10 +270,11 @@ class SceneLogic:
                 self.scene.RemoveNode(labelmap)
         return out, ignored
 
-    def labelImage(self, segmentationNode, volumeNode) -> sitk.Image:
+    def labelImage(self, segmentationNode, volumeNode, ct: sitk.Image | None = None) -> sitk.Image:
+        """The segments as a label image with the CT's geometry (pass `ct` when it is already at hand)."""
         labels, _ = self.labelsFromSegmentation(segmentationNode, volumeNode)
         image = sitk.GetImageFromArray(labels)
-        image.CopyInformation(image_from_volume_node(volumeNode))
+        image.CopyInformation(ct if ct is not None else image_from_volume_node(volumeNode))
         return image
 
     def predictionArray(self, segmentationNode) -> np.ndarray | None:
@@ -290,7 +291,8 @@ class SceneLogic:
     # -- statistics
     def updateStatistics(self, segmentationNode, volumeNode, tableNode=None, l3Slice: int | None = None):
         """Recompute the table from the (edited) segments; returns the table node."""
-        stats = statistics_for_labels(self.labelImage(segmentationNode, volumeNode), image_from_volume_node(volumeNode), l3Slice)
+        ct = image_from_volume_node(volumeNode)
+        stats = statistics_for_labels(self.labelImage(segmentationNode, volumeNode, ct), ct, l3Slice)
         tableNode = self._writeTable(stats, segmentationNode, tableNode or segmentationNode.GetNodeReference(TABLE_REFERENCE))
         self._plot(tableNode, segmentationNode)
         return tableNode
