@@ -11,6 +11,18 @@ _IN_PLANE = np.zeros((3, 3, 3), dtype=bool)
 _IN_PLANE[1] = ndimage.generate_binary_structure(2, 1)
 
 
+def _bounding_box(mask: np.ndarray) -> tuple[slice, ...]:
+    """Smallest box holding every True voxel, one voxel wider in-plane (for dilation); () when empty."""
+    box = []
+    for axis in range(mask.ndim):
+        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        if hit.size == 0:
+            return ()
+        pad = 0 if axis == 0 else 1
+        box.append(slice(max(0, hit[0] - pad), min(mask.shape[axis], hit[-1] + 1 + pad)))
+    return tuple(box)
+
+
 def gate(classes: np.ndarray, hu: np.ndarray, windows: HUWindows, include_imat: bool = True) -> np.ndarray:
     """Keep SAT / VAT on fat-range voxels and Muscle on muscle-range voxels.
 
@@ -26,15 +38,17 @@ def gate(classes: np.ndarray, hu: np.ndarray, windows: HUWindows, include_imat: 
     out[(classes == VAT) & fat] = VAT
     out[in_muscle & muscle] = MUSCLE
     candidates = in_muscle & fat
-    if candidates.any():
-        components, count = ndimage.label(candidates, structure=_IN_PLANE)
-        touch_sat = np.bincount(components[ndimage.binary_dilation(out == SAT, _IN_PLANE)], minlength=count + 1)
-        touch_vat = np.bincount(components[ndimage.binary_dilation(out == VAT, _IN_PLANE)], minlength=count + 1)
+    box = _bounding_box(candidates)
+    if box:
+        cand, region = candidates[box], out[box]
+        components, count = ndimage.label(cand, structure=_IN_PLANE)
+        touch_sat = np.bincount(components[ndimage.binary_dilation(region == SAT, _IN_PLANE)], minlength=count + 1)
+        touch_vat = np.bincount(components[ndimage.binary_dilation(region == VAT, _IN_PLANE)], minlength=count + 1)
         fate = np.full(count + 1, IMAT if include_imat else BACKGROUND, dtype=np.uint8)
         fate[(touch_sat > 0) & (touch_sat >= touch_vat)] = SAT
         fate[(touch_vat > 0) & (touch_vat > touch_sat)] = VAT
         fate[0] = BACKGROUND
-        out[candidates] = fate[components[candidates]]
+        region[cand] = fate[components[cand]]
     return out
 
 
@@ -44,13 +58,17 @@ def remove_islands(labels: np.ndarray, pixel_area_mm2: float, min_area_mm2: floa
     if min_pixels <= 1:
         return labels
     out = labels.copy()
+    box = _bounding_box(labels > 0)
+    if not box:
+        return out
+    crop, target = labels[box], out[box]
     for label in LABELS:
-        mask = labels == label
+        mask = crop == label
         if not mask.any():
             continue
         components, count = ndimage.label(mask, structure=_IN_PLANE)
         sizes = np.bincount(components.ravel(), minlength=count + 1)
         small = sizes < min_pixels
         small[0] = False
-        out[small[components]] = BACKGROUND
+        target[small[components]] = BACKGROUND
     return out
