@@ -305,7 +305,7 @@ class AdiposeSegLogic(ScriptedLoadableModuleLogic):
 
     def deviceNote(self, choice: str) -> str:
         try:
-            import torch
+            import torch  # noqa: F401  (availability check)
         except ImportError:
             return _("PyTorch is not installed yet; it will be offered on the first run.")
         from AdiposeSegLib.device import available_devices

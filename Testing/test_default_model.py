@@ -3,7 +3,6 @@
 The default model trained on slices 12..29 of example_ct_sm (plus phantoms); slices 0..9 are held
 out, with slices 10..11 as a gap. Targets from the training issue: SAT Dice >= 0.90, Muscle >= 0.85.
 """
-import numpy as np
 import pytest
 import SimpleITK as sitk
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import csv
 import io
 import math
-from pathlib import Path
 
 import numpy as np
 
@@ -12,7 +11,7 @@ from AdiposeSegLib.evaluate import compare
 from AdiposeSegLib.model_card import LoadedModel
 from AdiposeSegLib.pipeline import segment_image
 from AdiposeSegLib.progress import RunControl
-from AdiposeSegLib.tissues import LABELS, NAMES, SegmentOptions
+from AdiposeSegLib.tissues import SegmentOptions
 
 from .dataset import CaseSpec, load_case
 

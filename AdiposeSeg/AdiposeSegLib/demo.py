@@ -1,7 +1,6 @@
 """`adiposeseg demo`: the whole path on a generated abdominal CT phantom, no user data needed."""
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 

@@ -7,7 +7,6 @@ thread), and writes segmentation, table and plot nodes. It runs inside Slicer an
 from __future__ import annotations
 
 import datetime
-import os
 import re
 import threading
 from dataclasses import dataclass, field

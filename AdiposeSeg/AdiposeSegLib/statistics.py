@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .tissues import LABELS, NAMES, SAT, VAT
+from .tissues import LABELS, NAMES
 
 SLICE_COLUMNS = (
     ["slice", "z_mm"]
