@@ -170,6 +170,7 @@ def _check_uncompressed_sizes(files: list[str], source: str) -> None:
     """GDCM zero-fills pixel data cut off at the end of a file; catch that for uncompressed files."""
     from pydicom.filereader import read_file_meta_info
 
+    needed = None
     for path in files:
         try:
             syntax = str(read_file_meta_info(path).get("TransferSyntaxUID", ""))
@@ -177,10 +178,11 @@ def _check_uncompressed_sizes(files: list[str], source: str) -> None:
             continue  # no file meta: GDCM already judged the file readable
         if syntax not in UNCOMPRESSED:
             continue
-        reader = sitk.ImageFileReader()
-        reader.SetFileName(path)
-        reader.ReadImageInformation()
-        rows, cols = int(_tag(reader, "0028|0010") or 0), int(_tag(reader, "0028|0011") or 0)
-        bits = int(_tag(reader, "0028|0100") or 16)
-        if os.path.getsize(path) < rows * cols * bits // 8:
+        if needed is None:  # every file of a series has the same rows, columns and bits
+            reader = sitk.ImageFileReader()
+            reader.SetFileName(path)
+            reader.ReadImageInformation()
+            rows, cols = int(_tag(reader, "0028|0010") or 0), int(_tag(reader, "0028|0011") or 0)
+            needed = rows * cols * int(_tag(reader, "0028|0100") or 16) // 8
+        if os.path.getsize(path) < needed:
             raise InputReadError(f"{source}: {os.path.basename(path)} is truncated (its pixel data is incomplete); copy the series again")

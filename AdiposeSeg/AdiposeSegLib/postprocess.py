@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from .masks import mask_bounds
 from .tissues import BACKGROUND, IMAT, LABELS, MUSCLE, SAT, VAT, HUWindows
 
 # Connectivity inside a slice only: islands are judged slice by slice, as areas are reported.
@@ -13,14 +14,11 @@ _IN_PLANE[1] = ndimage.generate_binary_structure(2, 1)
 
 def _bounding_box(mask: np.ndarray) -> tuple[slice, ...]:
     """Smallest box holding every True voxel, one voxel wider in-plane (for dilation); () when empty."""
-    box = []
-    for axis in range(mask.ndim):
-        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
-        if hit.size == 0:
-            return ()
-        pad = 0 if axis == 0 else 1
-        box.append(slice(max(0, hit[0] - pad), min(mask.shape[axis], hit[-1] + 1 + pad)))
-    return tuple(box)
+    bounds = mask_bounds(mask)
+    if bounds is None:
+        return ()
+    pads = [0] + [1] * (mask.ndim - 1)
+    return tuple(slice(max(0, lo - pad), min(n, hi + 1 + pad)) for (lo, hi), pad, n in zip(bounds, pads, mask.shape))
 
 
 def gate(classes: np.ndarray, hu: np.ndarray, windows: HUWindows, include_imat: bool = True) -> np.ndarray:

@@ -53,16 +53,15 @@ def write_results(
         if labelmap_format not in LABELMAP_FORMATS:
             raise ValueError(f"label map format {labelmap_format!r}: choose one of {', '.join(LABELMAP_FORMATS)}")
         files.labelmap = write_labelmap(result.labels, out / f"{case_id}_labels.{labelmap_format}")
-    if overlay_slices is not False:
-        start, stop = result.slice_range
-        if overlay_slices:
-            chosen = [s for s in overlay_slices if start <= s < stop]
-        else:
-            chosen = [start + s for s in choose_slices(result.canonical_labels[start:stop])]
-        if chosen:
-            spacing = result.canonical_image.GetSpacing()
-            files.overlay = write_montage(out / f"{case_id}_overlay.png", result.canonical_hu, result.canonical_labels,
-                                          chosen, (spacing[0], spacing[1]), with_plain=True)
+    start, stop = result.slice_range
+    if overlay_slices:
+        chosen = [s for s in overlay_slices if start <= s < stop]
+    else:
+        chosen = [start + s for s in choose_slices(result.canonical_labels[start:stop])]
+    if chosen:
+        spacing = result.canonical_image.GetSpacing()
+        files.overlay = write_montage(out / f"{case_id}_overlay.png", result.canonical_hu, result.canonical_labels,
+                                      chosen, (spacing[0], spacing[1]), with_plain=True)
     stats = result.statistics
     summary = {
         "case_id": case_id,

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from .masks import mask_bounds
 from .safe_write import atomic_path, write_text
 from .statistics import SLICE_COLUMNS, Statistics
 from .tissues import COLORS, LABELS, NAMES, TERMINOLOGY
@@ -29,14 +30,10 @@ def terminology_tag(label: int) -> str:
 
 def _extent(mask: np.ndarray) -> str:
     """Segment extent in IJK (i0 i1 j0 j1 k0 k1); Slicer's convention for an empty one is 0 -1 ..."""
-    if not mask.any():
+    bounds = mask_bounds(mask)
+    if bounds is None:
         return "0 -1 0 -1 0 -1"
-    bounds = []
-    for axis in (2, 1, 0):  # numpy (k, j, i) -> i, j, k
-        other = tuple(a for a in range(3) if a != axis)
-        hit = np.flatnonzero(mask.any(axis=other))
-        bounds += [int(hit[0]), int(hit[-1])]
-    return " ".join(map(str, bounds))
+    return " ".join(f"{lo} {hi}" for lo, hi in reversed(bounds))  # numpy (k, j, i) -> i, j, k
 
 
 def segmentation_image(labels: sitk.Image, labels_to_write=LABELS) -> sitk.Image:
