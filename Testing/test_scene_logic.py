@@ -11,7 +11,7 @@ slicer = pytest.importorskip("slicer", reason="slicer-core is part of the test r
 from AdiposeSegLib.image_io import read_ct
 from AdiposeSegLib.pipeline import segment_image
 from AdiposeSegLib.scene import EditedSegmentationError, SceneLogic, image_from_volume_node, volume_node_from_image
-from AdiposeSegLib.tissues import COLORS, LABELS, NAMES, SegmentOptions
+from AdiposeSegLib.tissues import COLORS, LABELS, NAMES, TERMINOLOGY, SegmentOptions
 
 
 @pytest.fixture
@@ -56,7 +56,7 @@ def test_process_volume_segments_table_and_geometry(logic, ct_node, tiny_model, 
         assert segment.GetColor() == pytest.approx([c / 255 for c in COLORS[label]], abs=1e-6)
         tag = vtk.reference("")
         assert segment.GetTag(segment.GetTerminologyEntryTagName(), tag)
-        assert ("SCT^127954009^Skeletal muscle" if label == 3 else "SCT^55603005^Adipose tissue") in str(tag)
+        assert "AdiposeSeg~SCT^{}^{}~SCT^{}^{}~".format(*TERMINOLOGY[label][0], *TERMINOLOGY[label][1]) in str(tag)
     # the segments, read back on the volume's grid, are exactly the engine's label map
     expected = segment_image(read_ct(example_ct_sm), tiny_model, SegmentOptions(device="cpu"))
     labels, ignored = logic.labelsFromSegmentation(seg_node, ct_node)

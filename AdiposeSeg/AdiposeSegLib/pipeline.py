@@ -12,7 +12,6 @@ import SimpleITK as sitk
 
 from .device import resolve_device
 from .image_io import validate_ct
-from .inference import predict_classes
 from .model_card import LoadedModel
 from .orientation import from_canonical, to_canonical
 from .postprocess import gate, remove_islands
@@ -24,13 +23,14 @@ from .tissues import SegmentOptions
 @dataclass
 class SegmentationResult:
     labels: sitk.Image            # uint8 label map in the input's exact geometry
-    canonical_labels: np.ndarray  # (slices, rows, cols), canonical axial order
-    canonical_hu: np.ndarray
-    canonical_image: sitk.Image   # the CT in canonical orientation (geometry for overlays)
+    canonical_labels: np.ndarray | None  # (slices, rows, cols), canonical axial order (None from a child run)
+    canonical_hu: np.ndarray | None
+    canonical_image: sitk.Image | None   # the CT in canonical orientation (geometry for overlays)
     statistics: Statistics
     slice_range: tuple[int, int]
     device: str
     timings: dict = field(default_factory=dict)
+    model_info: dict = field(default_factory=dict)   # name and version of the model that made it
 
 
 def slice_range(n: int, requested: tuple[int, int] | None) -> tuple[int, int]:
@@ -58,6 +58,8 @@ def segment_image(
     control: RunControl | None = None,
     l3_slice: int | None = None,
 ) -> SegmentationResult:
+    from .inference import predict_classes  # imports torch: only when a run needs the network
+
     options = options or SegmentOptions()
     control = control or RunControl()
     timings = {}
@@ -88,13 +90,15 @@ def segment_image(
     native = from_canonical(label_image, image)
     timings["postprocess_s"] = time.perf_counter() - t2
     control.report(1.0, "done")
-    return SegmentationResult(native, labels, np.asarray(hu), canonical, stats, (start, stop), device, timings)
+    return SegmentationResult(native, labels, np.asarray(hu), canonical, stats, (start, stop), device, timings,
+                              {"name": model.card.name, "version": model.card.version})
 
 
 def statistics_for_labels(label_image: sitk.Image, ct_image: sitk.Image, l3_slice: int | None = None) -> Statistics:
     """Recompute statistics from an (edited) label map on the CT's grid: 'Update statistics'."""
     ct_canonical, hu, spacing, z = canonical_arrays(ct_image)
-    labels = sitk.GetArrayViewFromImage(to_canonical(label_image))
+    canonical_labels = to_canonical(label_image)
+    labels = sitk.GetArrayViewFromImage(canonical_labels)
     if labels.shape != hu.shape:
         raise ValueError(f"label map size {labels.shape[::-1]} differs from the CT's {hu.shape[::-1]}")
     return compute_statistics(labels, hu, spacing, z, None, l3_slice)

@@ -6,9 +6,12 @@ thread), and writes segmentation, table and plot nodes. It runs inside Slicer an
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
+import os
 import re
-import threading
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,9 +22,11 @@ import vtk
 import slicer
 
 from .batch import run_batch
-from .errors import AdiposeSegError
+from .child_job import ChildSegmentation
+from .errors import AdiposeSegError, OutputError
 from .manifest import MANIFEST, manifest_text, read_manifest
 from .model_card import LoadedModel, load_model
+from .orientation import from_canonical, to_canonical
 from .pipeline import SegmentationResult, segment_image, statistics_for_labels
 from .progress import RunControl
 from .safe_write import atomic_path, write_text
@@ -33,6 +38,9 @@ SEGMENTATION_REFERENCE = "AdiposeSegSegmentation"   # volume -> its AdiposeSeg s
 TABLE_REFERENCE = "AdiposeSegTable"                  # segmentation -> statistics table
 PREDICTION_REFERENCE = "AdiposeSegPrediction"        # segmentation -> hidden label map of the unedited prediction
 PLOT_REFERENCE = "AdiposeSegPlot"
+SOURCE_VOLUME_REFERENCE = "AdiposeSegSourceVolume"        # segmentation -> the volume it was computed from
+SOURCE_SEGMENTATION_REFERENCE = "AdiposeSegSourceSegmentation"  # table -> the segmentation it describes
+PROCESSED_ATTRIBUTE = "AdiposeSeg.ProcessedSlices"         # canonical axial slices segmented so far, e.g. "0-29"
 PLOTTED = ("SAT", "VAT", "Muscle")
 
 
@@ -92,40 +100,56 @@ def volume_node_from_image(scene, image: sitk.Image, name: str, class_name: str 
 
 # ---------------------------------------------------------------- the job that runs off the GUI thread
 
-@dataclass
 class SegmentJob:
-    """A segmentation running in a background thread. Poll `done`, then call `finish()` on the GUI thread."""
+    """A segmentation running in a child process. Poll `done` from a GUI timer, then call `finish()`.
 
-    volume_node: object
-    control: RunControl
-    thread: threading.Thread | None = None
-    result: SegmentationResult | None = None
-    error: BaseException | None = None
-    fraction: float = 0.0
-    message: str = "starting"
-    apply: object = None          # callable(result) -> (segmentation node, table node)
-    outputs: tuple | None = None
+    `finish()` applies the result to the scene (on the caller's thread); a cancel, a failure or a
+    crash of the child leaves the scene as it was.
+    """
+
+    def __init__(self, volume_node, runner: ChildSegmentation, apply):
+        self.volume_node = volume_node
+        self.runner = runner
+        self._apply = apply
+        self.outputs: tuple | None = None
+        self._finished = False
 
     @property
     def done(self) -> bool:
-        return self.thread is None or not self.thread.is_alive()
+        return self.runner.poll()
+
+    @property
+    def fraction(self) -> float:
+        return self.runner.fraction
+
+    @property
+    def message(self) -> str:
+        return self.runner.message
+
+    @property
+    def cancelled(self) -> bool:
+        return self.runner.cancelled
 
     def cancel(self) -> None:
-        self.control.cancel()
+        self.runner.cancel()
 
     def wait(self, timeout: float | None = None) -> bool:
-        if self.thread is not None:
-            self.thread.join(timeout)
-        return self.done
+        return self.runner.wait(timeout)
 
     def finish(self):
-        """Apply the result to the scene (GUI thread). Raises the run's error; a cancel changes nothing."""
-        self.wait()
-        if self.error is not None:
-            raise self.error
-        if self.outputs is None:
-            self.outputs = self.apply(self.result)
-        return self.outputs
+        """Apply the result to the scene. Raises Cancelled (even if the child had finished: the
+        user's cancel wins), the run's error, or an error when the volume left the scene meanwhile."""
+        if self.outputs is not None:
+            return self.outputs
+        if self._finished:
+            raise AdiposeSegError("this run has already ended")
+        self._finished = True
+        try:
+            result = self.runner.result()
+            self.outputs = self._apply(result)
+            return self.outputs
+        finally:
+            self.runner.cleanup()
 
 
 # ---------------------------------------------------------------- the logic
@@ -135,6 +159,8 @@ class SceneLogic:
     scene: object
     model_dir: str | None = None
     options: SegmentOptions = field(default_factory=SegmentOptions)
+    python: str | None = None        # interpreter for background runs (Slicer: PythonSlicer); default sys.executable
+    work_root: str | None = None     # where background runs exchange files; default the system's temp folder
     _model: LoadedModel | None = None
 
     def __post_init__(self):
@@ -147,57 +173,99 @@ class SceneLogic:
             self._model = load_model(self.model_dir)
         return self._model
 
+    # -- which results belong to which volume
+    def resultsForVolume(self, volumeNode):
+        """(segmentation, table) that AdiposeSeg made for this volume, or (None, None)."""
+        segmentationNode = self.segmentationForVolume(volumeNode)
+        if segmentationNode is None:
+            return None, None
+        return segmentationNode, segmentationNode.GetNodeReference(TABLE_REFERENCE)
+
+    def sourceVolume(self, segmentationNode):
+        return segmentationNode.GetNodeReference(SOURCE_VOLUME_REFERENCE) if segmentationNode is not None else None
+
+    def checkBelongs(self, volumeNode, segmentationNode) -> None:
+        """Refuse to pair a volume with a segmentation AdiposeSeg made for another volume."""
+        if segmentationNode is None:
+            raise AdiposeSegError(f"{volumeNode.GetName()} has no AdiposeSeg segmentation yet; click Segment first")
+        source = self.sourceVolume(segmentationNode)
+        if source is not None and source is not volumeNode:
+            raise AdiposeSegError(
+                f"{segmentationNode.GetName()} holds the results of {source.GetName()}, not of {volumeNode.GetName()}; "
+                f"select {source.GetName()} as the input, or segment {volumeNode.GetName()} first")
+
     # -- segment
     def processVolume(self, volumeNode, segmentationNode=None, tableNode=None, options: SegmentOptions | None = None,
                       waitForCompletion: bool = True, progress=None, replaceEdited: bool = False, l3Slice: int | None = None):
-        """Segment a CT volume node. Returns (segmentation node, table node), or a SegmentJob when
-        waitForCompletion is False. The scene is changed only when the run completes."""
+        """Segment a CT volume node. Returns (segmentation node, table node), or a SegmentJob (child
+        process) when waitForCompletion is False. The scene is changed only when the run completes.
+
+        A run on a slice range replaces only those slices of the volume's segmentation; edited
+        slices in the range are replaced only with replaceEdited=True.
+        """
         options = options or self.options
         existing = segmentationNode or self.segmentationForVolume(volumeNode)
-        if existing is not None and not replaceEdited and self.isEdited(existing, volumeNode):
-            raise EditedSegmentationError(
-                f"{existing.GetName()} was edited since it was computed; re-running would replace the edits "
-                "(save it as ground truth first, or confirm the replacement)")
+        if segmentationNode is not None:
+            self.checkBelongs(volumeNode, segmentationNode)
+        if tableNode is not None:
+            owner = tableNode.GetNodeReference(SOURCE_SEGMENTATION_REFERENCE)
+            if owner is not None and owner is not existing:
+                raise AdiposeSegError(f"table {tableNode.GetName()} holds the statistics of {owner.GetName()}; "
+                                      "leave the table empty to get the volume's own")
         image = image_from_volume_node(volumeNode)
-        model = self.model()
-        job = SegmentJob(volumeNode, RunControl(None))
+        if existing is not None and not replaceEdited:
+            edited = self.editedSlices(existing, volumeNode, image)
+            if options.slices is not None:
+                edited = [k for k in edited if options.slices[0] <= k < options.slices[1]]
+            if edited:
+                raise EditedSegmentationError(
+                    f"{existing.GetName()} was edited since it was computed (slices {_ranges_text(edited)}); re-running "
+                    "would replace the edits (save it as ground truth first, or confirm the replacement)")
 
-        def report(fraction, message):
-            job.fraction, job.message = fraction, message
-            if progress is not None and waitForCompletion:
-                progress(fraction, message)
-
-        job.control.callback = report
-        job.apply = lambda result: self._apply(result, volumeNode, existing, tableNode, model, l3Slice)
-
-        def work():
-            try:
-                job.result = segment_image(image, model, options, job.control, l3_slice=l3Slice)
-            except BaseException as exc:  # handed to the GUI thread by finish()
-                job.error = exc
+        def apply(result):
+            if self.scene.GetNodeByID(volumeNode.GetID()) is not volumeNode:
+                raise AdiposeSegError(f"{volumeNode.GetName()} was removed from the scene during the run; nothing was added")
+            return self._apply(result, volumeNode, image, existing, tableNode)
 
         if waitForCompletion:
-            work()
-            return job.finish()
-        job.thread = threading.Thread(target=work, name="AdiposeSeg", daemon=True)
-        job.thread.start()
-        return job
+            control = RunControl(progress)
+            return apply(segment_image(image, self.model(), options, control, l3_slice=l3Slice))
+        runner = ChildSegmentation(image, self.model_dir, options, l3Slice, python=self.python, work_root=self.work_root)
+        return SegmentJob(volumeNode, runner, apply)
 
-    def _apply(self, result: SegmentationResult, volumeNode, segmentationNode, tableNode, model: LoadedModel, l3Slice):
+    def _apply(self, result: SegmentationResult, volumeNode, image: sitk.Image, segmentationNode, tableNode):
         scene = self.scene
+        labels = result.labels
+        prediction_labels = labels
+        processed = set(range(*result.slice_range))
+        stats = result.statistics
+        if segmentationNode is not None and _processed_slices(segmentationNode, image) and result.slice_range != (0, _axial_count(image)):
+            # a partial run: keep every other slice as it is (edited or not)
+            current = self.labelImage(segmentationNode, volumeNode, image)
+            labels = _replace_slices(current, labels, result.slice_range, image)
+            previous = self.predictionArray(segmentationNode)
+            if previous is not None and previous.shape == sitk.GetArrayViewFromImage(labels).shape:
+                previous_image = sitk.GetImageFromArray(previous)
+                previous_image.CopyInformation(image)
+                prediction_labels = _replace_slices(previous_image, result.labels, result.slice_range, image)
+            processed |= _processed_slices(segmentationNode, image)
+            stats = statistics_for_labels(labels, image)
+            stats.rows = [r for r in stats.rows if r["slice"] in processed]
         if segmentationNode is None:
             segmentationNode = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"{volumeNode.GetName()} AdiposeSeg")
             segmentationNode.CreateDefaultDisplayNodes()
         segmentationNode.SetReferenceImageGeometryParameterFromVolumeNode(volumeNode)
-        self._writeSegments(segmentationNode, result.labels, volumeNode)
+        self._writeSegments(segmentationNode, labels, volumeNode)
         prediction = self._predictionNode(segmentationNode, volumeNode)
-        slicer.util.updateVolumeFromArray(prediction, sitk.GetArrayViewFromImage(result.labels).copy())
+        slicer.util.updateVolumeFromArray(prediction, sitk.GetArrayViewFromImage(prediction_labels).copy())
         set_volume_geometry_like(prediction, volumeNode)
-        segmentationNode.SetAttribute("AdiposeSeg.ModelName", model.card.name)
-        segmentationNode.SetAttribute("AdiposeSeg.ModelVersion", model.card.version)
+        segmentationNode.SetAttribute("AdiposeSeg.ModelName", result.model_info.get("name", ""))
+        segmentationNode.SetAttribute("AdiposeSeg.ModelVersion", result.model_info.get("version", ""))
         segmentationNode.SetAttribute("AdiposeSeg.Device", result.device)
+        segmentationNode.SetAttribute(PROCESSED_ATTRIBUTE, _ranges_text(sorted(processed)))
+        segmentationNode.SetNodeReferenceID(SOURCE_VOLUME_REFERENCE, volumeNode.GetID())
         volumeNode.SetNodeReferenceID(SEGMENTATION_REFERENCE, segmentationNode.GetID())
-        tableNode = self._writeTable(result.statistics, segmentationNode, tableNode)
+        tableNode = self._writeTable(stats, segmentationNode, tableNode)
         self._plot(tableNode, segmentationNode)
         return segmentationNode, tableNode
 
@@ -280,18 +348,34 @@ class SceneLogic:
         node = segmentationNode.GetNodeReference(PREDICTION_REFERENCE)
         return None if node is None or node.GetImageData() is None else slicer.util.arrayFromVolume(node)
 
-    def isEdited(self, segmentationNode, volumeNode) -> bool:
+    def editedSlices(self, segmentationNode, volumeNode, ct: sitk.Image | None = None) -> list[int]:
+        """Canonical axial slices whose segments differ from the unedited prediction."""
+        ct = ct if ct is not None else image_from_volume_node(volumeNode)
         prediction = self.predictionArray(segmentationNode)
-        if prediction is None:
-            return segmentationNode.GetSegmentation().GetNumberOfSegments() > 0
-        current, _ = self.labelsFromSegmentation(segmentationNode, volumeNode)
-        return not np.array_equal(current, prediction)
+        current = sitk.GetArrayFromImage(to_canonical(self.labelImage(segmentationNode, volumeNode, ct)))
+        if prediction is None or prediction.shape != sitk.GetArrayViewFromImage(ct).shape:
+            has = current.reshape(current.shape[0], -1).any(axis=1)
+            return [int(k) for k in np.flatnonzero(has)]
+        predicted = sitk.GetImageFromArray(prediction)
+        predicted.CopyInformation(ct)
+        predicted = sitk.GetArrayFromImage(to_canonical(predicted))
+        differs = (current != predicted).reshape(current.shape[0], -1).any(axis=1)
+        return [int(k) for k in np.flatnonzero(differs)]
+
+    def isEdited(self, segmentationNode, volumeNode) -> bool:
+        return bool(self.editedSlices(segmentationNode, volumeNode))
 
     # -- statistics
     def updateStatistics(self, segmentationNode, volumeNode, tableNode=None, l3Slice: int | None = None):
         """Recompute the table from the (edited) segments; returns the table node."""
+        self.checkBelongs(volumeNode, segmentationNode)
+        if tableNode is not None and tableNode.GetNodeReference(SOURCE_SEGMENTATION_REFERENCE) not in (None, segmentationNode):
+            raise AdiposeSegError(f"table {tableNode.GetName()} belongs to another segmentation")
         ct = image_from_volume_node(volumeNode)
         stats = statistics_for_labels(self.labelImage(segmentationNode, volumeNode, ct), ct, l3Slice)
+        processed = _processed_slices(segmentationNode, ct)
+        stats.rows = [r for r in stats.rows if r["slice"] in processed
+                      or any(r[f"{NAMES[k]}_area_cm2"] > 0 for k in LABELS)]
         tableNode = self._writeTable(stats, segmentationNode, tableNode or segmentationNode.GetNodeReference(TABLE_REFERENCE))
         self._plot(tableNode, segmentationNode)
         return tableNode
@@ -319,6 +403,7 @@ class SceneLogic:
         if stats.l3_row:
             tableNode.SetAttribute("AdiposeSeg.L3", ";".join(f"{k}={v}" for k, v in stats.l3_row.items()))
         segmentationNode.SetNodeReferenceID(TABLE_REFERENCE, tableNode.GetID())
+        tableNode.SetNodeReferenceID(SOURCE_SEGMENTATION_REFERENCE, segmentationNode.GetID())
         return tableNode
 
     def _plot(self, tableNode, segmentationNode):
@@ -357,8 +442,22 @@ class SceneLogic:
     def saveAsGroundTruth(self, volumeNode, segmentationNode, datasetDir, caseId: str | None = None, source: str = ""):
         """Write CT, edited segmentation, the unedited prediction and a manifest line into a dataset folder.
 
-        Nothing is ever overwritten: a case id already in use gets a numbered suffix. Returns the manifest row.
+        Checked before anything is written: the segmentation belongs to this volume and lies on its
+        grid. A case is written as a unit (all its files and the manifest line, or nothing), and
+        nothing is ever overwritten: a case id already in use gets a numbered suffix. Returns the
+        manifest row.
         """
+        self.checkBelongs(volumeNode, segmentationNode)
+        image = image_from_volume_node(volumeNode)
+        labels_array, ignored = self.labelsFromSegmentation(segmentationNode, volumeNode)
+        if labels_array.shape != sitk.GetArrayViewFromImage(image).shape:
+            raise AdiposeSegError(f"{segmentationNode.GetName()} does not lie on the grid of {volumeNode.GetName()}")
+        labels = sitk.GetImageFromArray(labels_array)
+        labels.CopyInformation(image)
+        prediction = self.predictionArray(segmentationNode)
+        if prediction is not None and prediction.shape != labels_array.shape:
+            prediction = None  # a prediction of another grid says nothing about this case's edits
+
         dataset = Path(datasetDir)
         dataset.mkdir(parents=True, exist_ok=True)
         manifest = dataset / MANIFEST
@@ -367,34 +466,118 @@ class SceneLogic:
         used = {r["case_id"] for r in rows}
         case_id, n = base, 1
         while case_id in used or any((dataset / sub / f"{case_id}{ext}").exists()
-                                     for sub, ext in (("images", ".nrrd"), ("labels", ".seg.nrrd"))):
+                                     for sub, ext in (("images", ".nrrd"), ("labels", ".seg.nrrd"),
+                                                      ("predictions", "_prediction.seg.nrrd"))):
             n += 1
             case_id = f"{base}_{n}"
-        image = image_from_volume_node(volumeNode)
-        labels_array, ignored = self.labelsFromSegmentation(segmentationNode, volumeNode)
-        labels = sitk.GetImageFromArray(labels_array)
-        labels.CopyInformation(image)
-        prediction = self.predictionArray(segmentationNode)
         row = {"case_id": case_id, "image": f"images/{case_id}.nrrd", "segmentation": f"labels/{case_id}.seg.nrrd",
                "prediction": "", "source": source or volumeNode.GetName(),
                "model_version": segmentationNode.GetAttribute("AdiposeSeg.ModelVersion") or "",
-               "edited": "", "date": datetime.datetime.now().isoformat(timespec="seconds")}
-        with atomic_path(dataset / row["image"], overwrite=False) as tmp:
-            sitk.WriteImage(image, str(tmp), useCompression=True)
-        write_segmentation(labels, dataset / row["segmentation"], overwrite=False)
+               "edited": "unknown", "date": datetime.datetime.now().isoformat(timespec="seconds")}
         if prediction is not None:
-            pred = sitk.GetImageFromArray(prediction)
-            pred.CopyInformation(image)
             row["prediction"] = f"predictions/{case_id}_prediction.seg.nrrd"
-            write_segmentation(pred, dataset / row["prediction"], overwrite=False)
             row["edited"] = "yes" if not np.array_equal(prediction, labels_array) else "no"
-        else:
-            row["edited"] = "unknown"
-        rows.append(row)
-        write_text(manifest, manifest_text(rows))
+        with tempfile.TemporaryDirectory(prefix=".staging-", dir=dataset) as staging:
+            staged = {}
+            with atomic_path(Path(staging) / "image.nrrd") as tmp:
+                sitk.WriteImage(image, str(tmp), useCompression=True)
+            staged[row["image"]] = Path(staging) / "image.nrrd"
+            staged[row["segmentation"]] = write_segmentation(labels, Path(staging) / "labels.seg.nrrd")
+            if prediction is not None:
+                pred = sitk.GetImageFromArray(prediction)
+                pred.CopyInformation(image)
+                staged[row["prediction"]] = write_segmentation(pred, Path(staging) / "prediction.seg.nrrd")
+            _publish_case(dataset, staged, manifest, manifest_text(rows + [row]))
         if ignored:
             row["ignored_segments"] = ignored
         return row
+
+
+def _publish_case(dataset: Path, staged: dict, manifest: Path, manifest_text_: str) -> None:
+    """Move staged files to their final names without overwriting, then the manifest; undo all on failure."""
+    placed = []
+    try:
+        for relative, tmp in staged.items():
+            final = dataset / relative
+            try:
+                final.parent.mkdir(parents=True, exist_ok=True)
+                _place_new(tmp, final)
+            except FileExistsError:
+                raise OutputError(f"{final}: already exists and is not overwritten; nothing of this case was saved") from None
+            except OSError as exc:
+                raise OutputError(f"{final}: could not be written ({exc}); nothing of this case was saved") from None
+            placed.append(final)
+        write_text(manifest, manifest_text_)
+    except BaseException:
+        for final in placed:
+            with contextlib.suppress(OSError):
+                final.unlink()
+        raise
+
+
+def _place_new(source: Path, final: Path) -> None:
+    """Give `source` the name `final`, never replacing an existing file (hard link; a copy where links are not supported)."""
+    try:
+        os.link(source, final)
+        return
+    except FileExistsError:
+        raise
+    except OSError:
+        pass  # e.g. FAT or some network shares: no hard links
+    with open(final, "xb") as out, open(source, "rb") as src:
+        try:
+            shutil.copyfileobj(src, out)
+        except BaseException:
+            out.close()
+            final.unlink()
+            raise
+
+
+def _axial_count(image: sitk.Image) -> int:
+    return to_canonical(image).GetSize()[2]
+
+
+def _ranges_text(indices) -> str:
+    """[0, 1, 2, 5] -> "0-2,5"."""
+    parts, run = [], []
+    for k in sorted(set(int(i) for i in indices)):
+        if run and k == run[-1] + 1:
+            run.append(k)
+            continue
+        if run:
+            parts.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+        run = [k]
+    if run:
+        parts.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+    return ",".join(parts)
+
+
+def _parse_ranges(text: str) -> set[int]:
+    out = set()
+    for part in filter(None, (text or "").split(",")):
+        lo, _, hi = part.partition("-")
+        out.update(range(int(lo), int(hi or lo) + 1))
+    return out
+
+
+def _processed_slices(segmentationNode, ct: sitk.Image | None = None) -> set[int]:
+    """Canonical slices AdiposeSeg has segmented; a segmentation from before this was recorded counts as whole."""
+    text = segmentationNode.GetAttribute(PROCESSED_ATTRIBUTE)
+    if text is not None:
+        return _parse_ranges(text)
+    if segmentationNode.GetSegmentation().GetNumberOfSegments() == 0:
+        return set()
+    return set(range(_axial_count(ct))) if ct is not None else {-1}
+
+
+def _replace_slices(current: sitk.Image, new: sitk.Image, slice_range: tuple[int, int], reference: sitk.Image) -> sitk.Image:
+    """`current` with the canonical axial slices start..stop taken from `new` (both on the reference's grid)."""
+    start, stop = slice_range
+    merged = sitk.GetArrayFromImage(to_canonical(current)).astype(np.uint8)
+    merged[start:stop] = sitk.GetArrayFromImage(to_canonical(new))[start:stop]
+    canonical = sitk.GetImageFromArray(merged)
+    canonical.CopyInformation(to_canonical(reference))
+    return from_canonical(canonical, reference)
 
 
 def _safe_id(name: str) -> str:

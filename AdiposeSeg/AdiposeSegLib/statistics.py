@@ -1,7 +1,7 @@
 """Per-slice areas and mean HU, totals, and the L3 row: computed with the true pixel area."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -23,6 +23,13 @@ class Statistics:
     voxel_volume_mm3: float
     l3_row: dict | None = None
     notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Statistics":
+        return cls(**d)
 
 
 def _ratio(vat: float, sat: float) -> float:

@@ -22,14 +22,17 @@ COLORS = {
     MUSCLE: (192, 104, 88),
     IMAT: (230, 220, 60),
 }
-# SNOMED CT codes for the Slicer terminology tag: (category, type). Only codes we are sure of;
-# SAT / VAT / IMAT share "Adipose tissue" and are told apart by the segment name.
+# SNOMED CT codes for the Slicer terminology tag: (category, type), as TotalSegmentator's Slicer
+# extension codes its tissue classes. Slicer's own lists do not hold all of these, so the module
+# ships them in its terminology context (Resources/SegmentationCategoryTypeModifier-AdiposeSeg.term.json,
+# written from this table by terminology.py) and loads it at startup.
 TERMINOLOGY = {
-    SAT: (("85756007", "Tissue"), ("55603005", "Adipose tissue")),
+    SAT: (("85756007", "Tissue"), ("67769002", "Subcutaneous fatty tissue")),
     VAT: (("85756007", "Tissue"), ("55603005", "Adipose tissue")),
-    MUSCLE: (("85756007", "Tissue"), ("127954009", "Skeletal muscle")),
-    IMAT: (("85756007", "Tissue"), ("55603005", "Adipose tissue")),
+    MUSCLE: (("123037004", "Anatomical Structure"), ("127954009", "Skeletal muscle")),
+    IMAT: (("123037004", "Anatomical Structure"), ("55603005", "Adipose tissue")),
 }
+TERMINOLOGY_CONTEXT = "Segmentation category and type - AdiposeSeg"
 
 # Names users and other tools give these tissues; matched case-insensitively.
 ALIASES = {
@@ -77,3 +80,18 @@ class SegmentOptions:
     slices: tuple[int, int] | None = None  # canonical axial slice range [start, stop)
     batch_size: int = 8
     device: str = "auto"
+
+
+def options_to_dict(options: SegmentOptions) -> dict:
+    """Everything that changes a run's numbers, as plain JSON (recorded in results, sent to the child)."""
+    return {"fat_window": list(options.windows.fat), "muscle_window": list(options.windows.muscle),
+            "min_island_mm2": float(options.min_island_mm2), "include_imat": bool(options.include_imat),
+            "slices": list(options.slices) if options.slices is not None else None,
+            "batch_size": int(options.batch_size), "device": options.device}
+
+
+def options_from_dict(d: dict) -> SegmentOptions:
+    return SegmentOptions(windows=HUWindows(fat=tuple(d["fat_window"]), muscle=tuple(d["muscle_window"])),
+                          min_island_mm2=float(d["min_island_mm2"]), include_imat=bool(d["include_imat"]),
+                          slices=tuple(d["slices"]) if d.get("slices") is not None else None,
+                          batch_size=int(d["batch_size"]), device=d["device"])

@@ -14,9 +14,8 @@ import SimpleITK as sitk
 from .masks import mask_bounds
 from .safe_write import atomic_path, write_text
 from .statistics import SLICE_COLUMNS, Statistics
-from .tissues import COLORS, LABELS, NAMES, TERMINOLOGY
+from .tissues import COLORS, LABELS, NAMES, TERMINOLOGY, TERMINOLOGY_CONTEXT
 
-TERMINOLOGY_CONTEXT = "Segmentation category and type - DICOM master list"
 ANATOMY_CONTEXT = "Anatomic codes - DICOM master list"
 
 

@@ -1,0 +1,92 @@
+"""The child-process side of a background run: `python -m AdiposeSegLib.worker WORK_FOLDER`.
+
+Slicer's main thread holds the GIL, so a Python thread in Slicer's process barely runs; the module
+therefore runs the engine here, in a separate interpreter (Slicer's PythonSlicer). The request and
+the results travel as files in one work folder:
+
+  request.json   written by the parent: input image, model folder, options, L3 slice
+  progress       "fraction<TAB>message", replaced at every step (read by the parent's timer)
+  labels.nrrd    the label map in the input's exact geometry         (on success)
+  result.json    statistics, slice range, device, timings            (on success, written last)
+  error.json     {"kind", "message"}: a failure the user can act on  (on failure; exit code 2)
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+
+REQUEST = "request.json"
+PROGRESS = "progress"
+LABELS = "labels.nrrd"
+RESULT = "result.json"
+ERROR = "error.json"
+INPUT = "input.nrrd"
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)
+
+
+def _progress_writer(folder: Path):
+    target = folder / PROGRESS
+    tmp = folder / (PROGRESS + ".tmp")
+
+    def report(fraction: float, message: str) -> None:
+        tmp.write_text(f"{fraction:.4f}\t{message}")
+        os.replace(tmp, target)
+
+    return report
+
+
+def run(folder: Path) -> int:
+    import SimpleITK as sitk
+
+    from .errors import AdiposeSegError
+    from .model_card import load_model
+    from .pipeline import segment_image
+    from .progress import RunControl
+    from .tissues import options_from_dict
+
+    request = json.loads((folder / REQUEST).read_text())
+    report = _progress_writer(folder)
+    try:
+        report(0.0, "loading the model")
+        model = load_model(request.get("model_dir") or None)
+        image = sitk.ReadImage(str(folder / request.get("input", INPUT)))
+        result = segment_image(image, model, options_from_dict(request["options"]), RunControl(report),
+                               l3_slice=request.get("l3_slice"))
+        sitk.WriteImage(result.labels, str(folder / LABELS), useCompression=False)
+        _write_json(folder / RESULT, {"statistics": result.statistics.to_dict(), "slice_range": list(result.slice_range),
+                                      "device": result.device, "timings": result.timings,
+                                      "model": {"name": model.card.name, "version": model.card.version}})
+        return 0
+    except AdiposeSegError as exc:
+        _write_json(folder / ERROR, {"kind": exc.__class__.__name__, "message": str(exc)})
+    except MemoryError:
+        _write_json(folder / ERROR, {"kind": "MemoryError", "message": "the computer ran out of memory; "
+                                     "segment a slice range instead of the whole volume, or close other programs"})
+    except Exception as exc:
+        traceback.print_exc()
+        message = f"{exc.__class__.__name__}: {exc}"
+        if "out of memory" in str(exc).lower():
+            message = ("the GPU ran out of memory; choose device 'cpu', or close other programs that use the GPU "
+                       f"({exc.__class__.__name__})")
+        _write_json(folder / ERROR, {"kind": exc.__class__.__name__, "message": message})
+    return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m AdiposeSegLib.worker WORK_FOLDER", file=sys.stderr)
+        return 2
+    return run(Path(argv[0]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
