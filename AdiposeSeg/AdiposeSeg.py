@@ -3,9 +3,15 @@
 Module, Widget, Logic and Test. The Widget is thin Qt glue; the Logic adds what needs the Slicer
 application (settings, PyTorch install, layouts, display) to AdiposeSegLib.scene.SceneLogic, which
 does the MRML work on top of the engine.
+
+Supported: Slicer 5.8 (Python 3.9) and later (5.10: Python 3.12); every file loads on Python 3.9.
 """
+from __future__ import annotations
+
 import logging
 import os
+import shutil
+import sys
 import tempfile
 from typing import Annotated
 
@@ -30,6 +36,8 @@ SETTINGS_MODEL = "AdiposeSeg/Model"
 SETTINGS_DEVICE = "AdiposeSeg/Device"
 SETTINGS_DATASET = "AdiposeSeg/DatasetDir"
 DEVICES = ("auto", "cuda", "mps", "cpu")
+HOMEPAGE = "https://github.com/adiposeseg/SlicerAdiposeSeg#readme"
+TORCH_REQUIREMENT = ">=1.13"  # torch.load(weights_only=True)
 
 
 class AdiposeSeg(ScriptedLoadableModule):
@@ -38,13 +46,25 @@ class AdiposeSeg(ScriptedLoadableModule):
         self.parent.title = _("AdiposeSeg")
         self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]
         self.parent.dependencies = []
-        self.parent.contributors = ["AdiposeSeg developers"]
+        self.parent.contributors = ["AdiposeSeg project (AdiposeSeg)"]
         self.parent.helpText = _(
             "Segments subcutaneous fat (SAT), visceral fat (VAT), skeletal muscle and intermuscular fat (IMAT) "
             "on abdominal CT with a neural network gated by Hounsfield windows, and reports fat and muscle "
             "area per slice. Correct the result in the Segment Editor, update the statistics, and save it as "
-            "ground truth for retraining.")
+            "ground truth for retraining. The bundled model is for non-commercial use only: its real-CT training "
+            "labels come from TotalSegmentator's tissue model, which is licensed for non-commercial use. "
+            "See the <a href=\"{url}\">documentation</a>.").format(url=HOMEPAGE)
         self.parent.acknowledgementText = _("Tissue windows after Mitsiopoulos et al. 1998. Uses PyTorch, SimpleITK and numpy.")
+        slicer.app.connect("startupCompleted()", loadTerminology)
+
+
+def loadTerminology() -> None:
+    """Make the segments' SNOMED codes known to Slicer's terminology picker (Slicer's lists lack some)."""
+    path = os.path.join(os.path.dirname(__file__), "Resources", "SegmentationCategoryTypeModifier-AdiposeSeg.term.json")
+    try:
+        slicer.modules.terminologies.logic().LoadTerminologyFromFile(path)
+    except Exception:  # a missing Terminologies module must not stop AdiposeSeg from loading
+        logging.exception("AdiposeSeg: could not load its terminology context")
 
 
 @parameterNodeWrapper
@@ -58,9 +78,9 @@ class AdiposeSegParameterNode:
     muscleMax: Annotated[float, WithinRange(-200, 300)] = 150.0
     minIslandMm2: Annotated[float, WithinRange(0, 1000)] = 10.0
     includeImat: bool = True
-    sliceStart: int = 0
-    sliceStop: int = 0
-    l3Slice: int = -1
+    sliceStart: Annotated[int, WithinRange(0, 10000)] = 0
+    sliceStop: Annotated[int, WithinRange(0, 10000)] = 0
+    l3Slice: Annotated[int, WithinRange(-1, 10000)] = -1
 
 
 class AdiposeSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -70,9 +90,10 @@ class AdiposeSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
+        self._shownVolume = None
         self._job = None
         self._timer = qt.QTimer()
-        self._timer.setInterval(100)
+        self._timer.setInterval(200)
         self._timer.connect("timeout()", self._poll)
 
     def setup(self) -> None:
@@ -103,12 +124,11 @@ class AdiposeSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.sliceModeComboBox.connect("currentIndexChanged(int)", self._updateSliceMode)
         self.initializeParameterNode()
         self._updateSliceMode()
-        self._updateDeviceNote()
+        # torch is not imported here (seconds on first open, and a broken install must not empty the panel)
+        self.ui.deviceNoteLabel.text = self.logic.deviceNote(self.ui.deviceComboBox.currentText, probe=False)
 
     def cleanup(self) -> None:
-        if self._job is not None:
-            self._job.cancel()
-        self._timer.stop()
+        self._stopJob()
         self.removeObservers()
 
     def enter(self) -> None:
@@ -118,11 +138,10 @@ class AdiposeSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
             self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtons)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
 
     def onSceneStartClose(self, caller, event) -> None:
-        if self._job is not None:
-            self._job.cancel()
+        self._stopJob()
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
@@ -139,12 +158,25 @@ class AdiposeSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def setParameterNode(self, inputParameterNode) -> None:
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtons)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
         self._parameterNode = inputParameterNode
+        self._shownVolume = None
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtons)
-            self._updateButtons()
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
+            self._onParameterNodeModified()
+
+    def _onParameterNodeModified(self, caller=None, event=None) -> None:
+        """The outputs shown are always the selected volume's own (never another volume's leftovers)."""
+        p = self._parameterNode
+        if p is not None and p.inputVolume is not self._shownVolume:
+            self._shownVolume = p.inputVolume
+            segmentationNode, tableNode = self.logic.resultsForVolume(p.inputVolume)
+            if p.outputSegmentation is not segmentationNode:
+                p.outputSegmentation = segmentationNode
+            if p.outputTable is not tableNode:
+                p.outputTable = tableNode
+        self._updateButtons()
 
     # -- small GUI helpers
     def _fillModels(self) -> None:
@@ -168,7 +200,7 @@ class AdiposeSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         running = self._job is not None
         self.ui.segmentButton.enabled = bool(p and p.inputVolume) or running
         self.ui.segmentButton.text = _("Cancel") if running else _("Segment")
-        hasResult = bool(p and p.inputVolume and p.outputSegmentation) and not running
+        hasResult = bool(p and p.inputVolume and self.logic.resultsForVolume(p.inputVolume)[0]) and not running
         for button in (self.ui.updateStatisticsButton, self.ui.editButton, self.ui.saveGroundTruthButton):
             button.enabled = hasResult
 
@@ -180,29 +212,36 @@ class AdiposeSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return (self._parameterNode.sliceStart, self._parameterNode.sliceStop + 1)
         return None
 
+    def _stopJob(self) -> None:
+        self._timer.stop()
+        job, self._job = self._job, None
+        if job is not None:
+            job.cancel()
+            job.runner.cleanup()
+
     # -- actions
     def onSegment(self) -> None:
         if self._job is not None:
-            self._job.cancel()
+            self._job.cancel()  # the child process ends at once; _poll reports it
             self.ui.statusLabel.text = _("Cancelling...")
             return
         p = self._parameterNode
         qt.QSettings().setValue(SETTINGS_DEVICE, self.ui.deviceComboBox.currentText)
         qt.QSettings().setValue(SETTINGS_MODEL, self.ui.modelComboBox.currentData)
         with slicer.util.tryWithErrorDisplay(_("Segmentation could not start."), waitCursor=True):
-            if not self.logic.ensureTorch():
+            if not self._ensureTorch():
                 return
             from AdiposeSegLib.scene import EditedSegmentationError
 
             options = self.logic.options(p.fatMin, p.fatMax, p.muscleMin, p.muscleMax, p.minIslandMm2, p.includeImat,
                                          self._sliceRange(), self.ui.deviceComboBox.currentText)
             scene = self.logic.sceneLogic(self.ui.modelComboBox.currentData)
-            args = dict(segmentationNode=p.outputSegmentation, tableNode=p.outputTable, options=options,
-                        waitForCompletion=False, l3Slice=p.l3Slice if p.l3Slice >= 0 else None)
+            # the volume's own results, never the parameter node's outputs of a previously selected volume
+            args = dict(options=options, waitForCompletion=False, l3Slice=p.l3Slice if p.l3Slice >= 0 else None)
             try:
                 self._job = scene.processVolume(p.inputVolume, **args)
             except EditedSegmentationError as exc:
-                if not slicer.util.confirmYesNoDisplay(str(exc) + "\n\n" + _("Replace the edited segmentation?")):
+                if not slicer.util.confirmYesNoDisplay(str(exc) + "\n\n" + _("Replace the edited slices?")):
                     return
                 self._job = scene.processVolume(p.inputVolume, replaceEdited=True, **args)
             self.ui.progressBar.value = 0
@@ -210,31 +249,57 @@ class AdiposeSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._timer.start()
             self._updateButtons()
 
+    def _ensureTorch(self) -> bool:
+        """Dialogs belong here, not in the Logic: ask before installing PyTorch."""
+        if self.logic.torchAvailable():
+            return True
+        if not self.logic.pytorchExtensionInstalled():
+            slicer.util.errorDisplay(_("AdiposeSeg needs PyTorch. Install the 'PyTorch' extension from the Extensions "
+                                       "Manager, restart Slicer, and try again."))
+            return False
+        if not slicer.util.confirmOkCancelDisplay(_("AdiposeSeg needs PyTorch, which is not installed yet. Install it "
+                                                    "now (this can take several minutes and a few GB)?")):
+            return False
+        return self.logic.installTorch()
+
     def _poll(self) -> None:
         job = self._job
-        self.ui.progressBar.value = int(100 * job.fraction)
-        self.ui.statusLabel.text = job.message
-        if not job.done:
+        if job is None:  # the scene was closed or the module cleaned up meanwhile
+            self._timer.stop()
             return
-        self._timer.stop()
-        self._job = None
-        from AdiposeSegLib.errors import Cancelled
-
         try:
-            segmentationNode, tableNode = job.finish()
-        except Cancelled:
-            self.ui.statusLabel.text = _("Cancelled; the scene is unchanged.")
-            self.ui.progressBar.value = 0
-        except Exception as exc:
-            logging.exception("AdiposeSeg failed")
-            self.ui.statusLabel.text = _("Failed.")
-            slicer.util.errorDisplay(_("Segmentation failed: ") + str(exc))
-        else:
+            done = job.done
+            self.ui.progressBar.value = int(100 * job.fraction)
+            self.ui.statusLabel.text = job.message
+            if not done:
+                return
+            self._timer.stop()
+            self._job = None
+            from AdiposeSegLib.errors import Cancelled
+
+            try:
+                segmentationNode, tableNode = job.finish()
+            except Cancelled:
+                self.ui.statusLabel.text = _("Cancelled; the scene is unchanged.")
+                self.ui.progressBar.value = 0
+                return
+            except Exception as exc:
+                logging.exception("AdiposeSeg failed")
+                self.ui.statusLabel.text = _("Failed; the scene is unchanged.")
+                slicer.util.errorDisplay(_("Segmentation failed: ") + str(exc))
+                return
+            self._shownVolume = job.volume_node
             self._parameterNode.outputSegmentation = segmentationNode
             self._parameterNode.outputTable = tableNode
             self.logic.showResults(job.volume_node, segmentationNode, tableNode, self.ui.falseColourCheckBox.checked)
             self.ui.statusLabel.text = self.logic.summaryText(tableNode, segmentationNode)
-        self._updateButtons()
+        except Exception as exc:  # never leave the button reading "Cancel"
+            logging.exception("AdiposeSeg: showing the result failed")
+            self.ui.statusLabel.text = _("Failed: ") + str(exc)
+        finally:
+            if self._job is None:
+                self._timer.stop()
+            self._updateButtons()
 
     def onAddModel(self) -> None:
         folder = qt.QFileDialog.getExistingDirectory(slicer.util.mainWindow(), _("Choose a model folder (with model.json)"))
@@ -248,21 +313,24 @@ class AdiposeSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onUpdateStatistics(self) -> None:
         p = self._parameterNode
         with slicer.util.tryWithErrorDisplay(_("Statistics could not be updated."), waitCursor=True):
-            tableNode = self.logic.updateStatistics(p.outputSegmentation, p.inputVolume, p.outputTable,
+            segmentationNode, tableNode = self.logic.resultsForVolume(p.inputVolume)
+            tableNode = self.logic.updateStatistics(segmentationNode, p.inputVolume, tableNode,
                                                     p.l3Slice if p.l3Slice >= 0 else None)
             p.outputTable = tableNode
-            self.ui.statusLabel.text = self.logic.summaryText(tableNode, p.outputSegmentation)
+            self.ui.statusLabel.text = self.logic.summaryText(tableNode, segmentationNode)
 
     def onEdit(self) -> None:
         p = self._parameterNode
-        self.logic.openInSegmentEditor(p.outputSegmentation, p.inputVolume)
+        segmentationNode, _table = self.logic.resultsForVolume(p.inputVolume)
+        self.logic.openInSegmentEditor(segmentationNode, p.inputVolume)
 
     def onSaveGroundTruth(self) -> None:
         p = self._parameterNode
         folder = self.ui.datasetDirButton.directory
         qt.QSettings().setValue(SETTINGS_DATASET, folder)
-        with slicer.util.tryWithErrorDisplay(_("Saving as ground truth failed; nothing was overwritten."), waitCursor=True):
-            row = self.logic.saveAsGroundTruth(p.inputVolume, p.outputSegmentation, folder)
+        with slicer.util.tryWithErrorDisplay(_("Saving as ground truth failed; nothing was written."), waitCursor=True):
+            segmentationNode, _table = self.logic.resultsForVolume(p.inputVolume)
+            row = self.logic.saveAsGroundTruth(p.inputVolume, segmentationNode, folder)
             self.ui.statusLabel.text = _("Saved case {case} in {folder} (edited: {edited}).").format(
                 case=row["case_id"], folder=folder, edited=row["edited"])
 
@@ -287,30 +355,48 @@ class AdiposeSegLogic(ScriptedLoadableModuleLogic):
     def getParameterNode(self):
         return AdiposeSegParameterNode(super().getParameterNode())
 
-    # -- dependencies
-    def ensureTorch(self, askConfirmation: bool = True) -> bool:
-        """PyTorch comes from the PyTorch extension; it is installed only after the user agrees."""
+    # -- dependencies (no dialogs here: the widget asks the user)
+    @staticmethod
+    def torchAvailable() -> bool:
         try:
             import torch  # noqa: F401
             return True
-        except ImportError:
-            pass
-        try:
-            import PyTorchUtils
-        except ImportError:
-            slicer.util.errorDisplay(_("AdiposeSeg needs PyTorch. Install the 'PyTorch' extension from the Extensions Manager, restart Slicer, and try again."))
+        except (ImportError, OSError):  # OSError: a broken install (missing shared library)
             return False
-        torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=askConfirmation)
+
+    @staticmethod
+    def pytorchExtensionInstalled() -> bool:
+        try:
+            import PyTorchUtils  # noqa: F401
+            return True
+        except ImportError:
+            return False
+
+    def installTorch(self) -> bool:
+        """Install torch through the PyTorch extension (the caller has asked the user)."""
+        import PyTorchUtils
+
+        torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False, torchVersionRequirement=TORCH_REQUIREMENT)
         return torch is not None
 
-    def deviceNote(self, choice: str) -> str:
-        try:
-            import torch  # noqa: F401  (availability check)
-        except ImportError:
-            return _("PyTorch is not installed yet; it will be offered on the first run.")
-        from AdiposeSegLib.device import available_devices
+    def requireTorch(self) -> None:
+        if not self.torchAvailable():
+            raise RuntimeError("AdiposeSeg needs PyTorch: open the AdiposeSeg module and click Segment to install it "
+                               "(or install the 'PyTorch' extension and run PyTorchUtils)")
 
-        found = available_devices()
+    def deviceNote(self, choice: str, probe: bool = True) -> str:
+        import importlib.util
+
+        if importlib.util.find_spec("torch") is None:
+            return _("PyTorch is not installed yet; it will be offered on the first run.")
+        if not probe:
+            return _("Device '{device}': checked when you segment (auto: CUDA or Apple GPU if present, else CPU).").format(device=choice)
+        try:
+            from AdiposeSegLib.device import available_devices
+
+            found = available_devices()
+        except (ImportError, OSError) as exc:
+            return _("PyTorch is installed but does not load ({error}); reinstall it with the PyTorch extension.").format(error=exc)
         if choice not in ("auto",) and choice not in found:
             return _("{device} is not available here; available: {found}").format(device=choice, found=", ".join(found))
         if "cuda" not in found and "mps" not in found:
@@ -356,13 +442,16 @@ class AdiposeSegLogic(ScriptedLoadableModuleLogic):
 
         modelDir = modelDir or None
         if self._sceneLogic is None or self._sceneLogic.model_dir != modelDir or self._sceneLogic.scene is not slicer.mrmlScene:
-            self._sceneLogic = SceneLogic(slicer.mrmlScene, model_dir=modelDir)
+            # background runs use Slicer's own Python (PythonSlicer); inside Slicer sys.executable is the application
+            self._sceneLogic = SceneLogic(slicer.mrmlScene, model_dir=modelDir,
+                                          python=shutil.which("PythonSlicer") or sys.executable,
+                                          work_root=slicer.app.temporaryPath)
         return self._sceneLogic
 
     def processVolume(self, volumeNode, segmentationNode=None, tableNode=None, options=None, modelDir=None,
                       waitForCompletion=True, replaceEdited=False, l3Slice=None, showResult=False):
-        if not self.ensureTorch():
-            raise RuntimeError("PyTorch is not available")
+        """Segment a volume node; returns (segmentation, table), or a job (child process) to poll."""
+        self.requireTorch()
         result = self.sceneLogic(modelDir).processVolume(volumeNode, segmentationNode, tableNode, options,
                                                           waitForCompletion=waitForCompletion,
                                                           replaceEdited=replaceEdited, l3Slice=l3Slice)
@@ -371,9 +460,13 @@ class AdiposeSegLogic(ScriptedLoadableModuleLogic):
         return result
 
     def processFiles(self, paths, outputDir, options=None, modelDir=None, workers=1):
-        if not self.ensureTorch():
-            raise RuntimeError("PyTorch is not available")
+        self.requireTorch()
         return self.sceneLogic(modelDir).processFiles(paths, outputDir, options=options, workers=workers)
+
+    def resultsForVolume(self, volumeNode):
+        if volumeNode is None:
+            return None, None
+        return self.sceneLogic().resultsForVolume(volumeNode)
 
     def updateStatistics(self, segmentationNode, volumeNode, tableNode=None, l3Slice=None):
         return self.sceneLogic().updateStatistics(segmentationNode, volumeNode, tableNode, l3Slice)
@@ -408,34 +501,11 @@ class AdiposeSegLogic(ScriptedLoadableModuleLogic):
             slicer.app.applicationLogic().GetSelectionNode().SetActivePlotChartID(chart.GetID())
         slicer.app.applicationLogic().PropagateTableSelection()
         slicer.app.applicationLogic().PropagatePlotChartSelection()
-        self.setFalseColour(volumeNode, falseColour)
+        if falseColour:  # otherwise the volume keeps the colours and window the user chose
+            self.setFalseColour(volumeNode, True)
 
     def setFalseColour(self, volumeNode, enabled: bool) -> None:
-        """The seeds' view: soft tissue gray, denser tissue in blue hues by density."""
-        display = volumeNode.GetDisplayNode()
-        if display is None:
-            return
-        if not enabled:
-            display.SetAndObserveColorNodeID("vtkMRMLColorTableNodeGrey")
-            return
-        from AdiposeSegLib.overlay import DENSE_HU, GRAY_WINDOW, false_colour
-
-        name = "AdiposeSeg false colour"
-        colorNode = slicer.mrmlScene.GetFirstNodeByName(name)
-        lo, hi = GRAY_WINDOW[0], DENSE_HU[1]
-        if colorNode is None:
-            import numpy as np
-
-            colorNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLColorTableNode", name)
-            colorNode.SetTypeToUser()
-            colorNode.SetNumberOfColors(256)
-            values = np.linspace(lo, hi, 256)
-            rgb = false_colour(values[None, :])[0] / 255.0
-            for i, (r, g, b) in enumerate(rgb):
-                colorNode.SetColor(i, f"{values[i]:.0f}", r, g, b, 1.0)
-        display.SetAutoWindowLevel(False)
-        display.SetWindowLevelMinMax(lo, hi)
-        display.SetAndObserveColorNodeID(colorNode.GetID())
+        self.sceneLogic().setFalseColour(volumeNode, enabled)
 
     def openInSegmentEditor(self, segmentationNode, volumeNode) -> None:
         slicer.util.selectModule("SegmentEditor")
@@ -459,6 +529,8 @@ class AdiposeSegTest(ScriptedLoadableModuleTest):
         self.setUp()
         self.test_segment_edit_save()
         self.setUp()
+        self.test_background_run()
+        self.setUp()
         self.test_cancel_leaves_scene_unchanged()
 
     def _sampleCT(self):
@@ -481,15 +553,29 @@ class AdiposeSegTest(ScriptedLoadableModuleTest):
         sat = [table.GetValueByName(r, "SAT_area_cm2").ToDouble() for r in range(table.GetNumberOfRows())]
         self.assertGreater(max(sat), 10.0)  # an adult abdomen has well over 10 cm² of SAT on its fattest slice
 
-        self.delayDisplay("Editing: erasing SAT on the slice with the most SAT")
+        self.delayDisplay("Editing: erasing SAT on the slice with the most SAT, and only there")
         k = int(np.argmax(sat))
         row = next(r for r in range(table.GetNumberOfRows()) if table.GetValueByName(r, "slice").ToInt() == k)
+        z = table.GetValueByName(row, "z_mm").ToDouble()  # the table's z is LPS; S is the same axis in RAS
+        bounds = [0.0] * 6
+        volumeNode.GetRASBounds(bounds)
+        rasToIjk = vtk.vtkMatrix4x4()
+        volumeNode.GetRASToIJKMatrix(rasToIjk)
+        ijk = rasToIjk.MultiplyPoint(((bounds[0] + bounds[1]) / 2, (bounds[2] + bounds[3]) / 2, z, 1.0))
+        kVolume = int(round(ijk[2]))
         segmentId = segmentation.GetSegmentIdBySegmentName("SAT")
         mask = slicer.util.arrayFromSegmentBinaryLabelmap(segmentationNode, segmentId, volumeNode)
-        mask[:] = 0
+        satBefore = int(mask.sum())
+        erased = int(mask[kVolume].sum())
+        self.assertGreater(erased, 0)
+        mask[kVolume] = 0
         slicer.util.updateSegmentBinaryLabelmapFromArray(mask, segmentationNode, segmentId, volumeNode)
         tableNode = logic.updateStatistics(segmentationNode, volumeNode, tableNode)
-        self.assertEqual(tableNode.GetTable().GetValueByName(row, "SAT_area_cm2").ToDouble(), 0.0)
+        table = tableNode.GetTable()
+        row = next(r for r in range(table.GetNumberOfRows()) if table.GetValueByName(r, "slice").ToInt() == k)
+        self.assertEqual(table.GetValueByName(row, "SAT_area_cm2").ToDouble(), 0.0)
+        after = slicer.util.arrayFromSegmentBinaryLabelmap(segmentationNode, segmentId, volumeNode)
+        self.assertEqual(int(after.sum()), satBefore - erased)  # every other slice kept its SAT
 
         self.delayDisplay("Saving as ground truth twice: nothing is overwritten")
         folder = tempfile.mkdtemp(prefix="AdiposeSegTest-")
@@ -499,6 +585,25 @@ class AdiposeSegTest(ScriptedLoadableModuleTest):
         self.assertEqual(first["edited"], "yes")
         self.assertTrue(os.path.isfile(os.path.join(folder, first["prediction"])))
         self.delayDisplay("Test passed")
+
+    def test_background_run(self):
+        """The Segment button's path: the engine in a PythonSlicer child process, polled from the GUI thread."""
+        import time
+
+        volumeNode = self._sampleCT()
+        logic = AdiposeSegLogic()
+        self.delayDisplay("Segmenting in a child process")
+        job = logic.processVolume(volumeNode, waitForCompletion=False)
+        seen = set()
+        while not job.done:
+            seen.add(round(job.fraction, 1))
+            slicer.app.processEvents()
+            time.sleep(0.1)
+        segmentationNode, tableNode = job.finish()
+        self.assertEqual(segmentationNode.GetSegmentation().GetNumberOfSegments(), 4)
+        self.assertIs(logic.resultsForVolume(volumeNode)[0], segmentationNode)
+        self.assertGreater(len(seen), 1)  # progress was reported while it ran
+        self.delayDisplay("Background run test passed")
 
     def test_cancel_leaves_scene_unchanged(self):
         volumeNode = self._sampleCT()

@@ -200,3 +200,22 @@ def test_the_child_reports_its_own_error(scene, image, tmp_path):
     job.wait()
     with pytest.raises(ChildRunError, match="model.json"):
         job.finish()
+
+
+def test_false_colour_off_restores_the_volume_display(logic, scene, image):
+    ct = volume_node_from_image(scene, image, "CT")
+    grey = scene.AddNewNodeByClass("vtkMRMLColorTableNode", "Grey")
+    display = scene.AddNewNodeByClass("vtkMRMLScalarVolumeDisplayNode")
+    display.SetAndObserveColorNodeID(grey.GetID())
+    ct.SetAndObserveDisplayNodeID(display.GetID())
+    display.SetAutoWindowLevel(False)
+    display.SetWindowLevel(400.0, 40.0)  # the user's abdomen window
+    logic.setFalseColour(ct, True)
+    assert (display.GetWindowLevelMin(), display.GetWindowLevelMax()) == pytest.approx((-200.0, 1200.0))
+    assert display.GetColorNode().GetName() == "AdiposeSeg false colour"
+    logic.setFalseColour(ct, True)  # twice on, once off: still the user's settings come back
+    logic.setFalseColour(ct, False)
+    assert (display.GetWindow(), display.GetLevel()) == pytest.approx((400.0, 40.0))
+    assert display.GetColorNodeID() == grey.GetID()
+    logic.setFalseColour(ct, False)  # off when it was never on changes nothing
+    assert display.GetColorNodeID() == grey.GetID()

@@ -24,6 +24,7 @@ from .statistics import Statistics
 from .tissues import SegmentOptions, options_to_dict
 
 ENGINE_ROOT = Path(__file__).resolve().parents[1]  # the folder that holds AdiposeSegLib
+BOOTSTRAP = "import sys; sys.path.insert(0, sys.argv[1]); from AdiposeSegLib.worker import main; sys.exit(main(sys.argv[2:]))"
 
 
 class ChildRunError(AdiposeSegError):
@@ -48,11 +49,11 @@ class ChildSegmentation:
             self.cleanup()
             raise AdiposeSegError(f"could not write the CT for the segmentation process into {self.folder.parent} ({exc}); "
                                   "free some disk space in the temporary folder") from None
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join([str(ENGINE_ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
-        env.setdefault("PYTHONUNBUFFERED", "1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
         self._log = open(self.folder / "log.txt", "wb")
-        self.process = subprocess.Popen([python or sys.executable, "-m", "AdiposeSegLib.worker", str(self.folder)],
+        # the engine's folder goes on sys.path by the command itself: Slicer's PythonSlicer launcher
+        # sets PYTHONPATH from its own settings, and the module's folder is not among them
+        self.process = subprocess.Popen([python or sys.executable, "-c", BOOTSTRAP, str(ENGINE_ROOT), str(self.folder)],
                                         stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
 
     # -- polling (GUI thread, never blocks)

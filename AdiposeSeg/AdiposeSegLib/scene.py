@@ -40,6 +40,8 @@ PREDICTION_REFERENCE = "AdiposeSegPrediction"        # segmentation -> hidden la
 PLOT_REFERENCE = "AdiposeSegPlot"
 SOURCE_VOLUME_REFERENCE = "AdiposeSegSourceVolume"        # segmentation -> the volume it was computed from
 SOURCE_SEGMENTATION_REFERENCE = "AdiposeSegSourceSegmentation"  # table -> the segmentation it describes
+PREVIOUS_DISPLAY_ATTRIBUTE = "AdiposeSeg.DisplayBeforeFalseColour"
+FALSE_COLOUR_NAME = "AdiposeSeg false colour"
 PROCESSED_ATTRIBUTE = "AdiposeSeg.ProcessedSlices"         # canonical axial slices segmented so far, e.g. "0-29"
 PLOTTED = ("SAT", "VAT", "Muscle")
 
@@ -427,6 +429,42 @@ class SceneLogic:
             series.SetXColumnName("z_mm")
             series.SetYColumnName(f"{series.GetName()}_area_cm2")
         return chart
+
+    # -- display
+    def setFalseColour(self, volumeNode, enabled: bool) -> None:
+        """The seeds' view (soft tissue gray, denser tissue in blue hues by density), or back to the
+        colour table and window/level the volume had before it was turned on."""
+        display = volumeNode.GetDisplayNode() if volumeNode is not None else None
+        if display is None:
+            return
+        previous = volumeNode.GetAttribute(PREVIOUS_DISPLAY_ATTRIBUTE)
+        if not enabled:
+            if previous:
+                color_id, auto, window, level = previous.split(";")
+                display.SetAndObserveColorNodeID(color_id)
+                display.SetAutoWindowLevel(auto == "1")
+                if auto != "1":
+                    display.SetWindowLevel(float(window), float(level))
+                volumeNode.RemoveAttribute(PREVIOUS_DISPLAY_ATTRIBUTE)
+            return
+        if not previous:
+            volumeNode.SetAttribute(PREVIOUS_DISPLAY_ATTRIBUTE, "{};{};{!r};{!r}".format(
+                display.GetColorNodeID() or "", int(display.GetAutoWindowLevel()), display.GetWindow(), display.GetLevel()))
+        from .overlay import DENSE_HU, GRAY_WINDOW, false_colour
+
+        colorNode = self.scene.GetFirstNodeByName(FALSE_COLOUR_NAME)
+        lo, hi = GRAY_WINDOW[0], DENSE_HU[1]
+        if colorNode is None:
+            colorNode = self.scene.AddNewNodeByClass("vtkMRMLColorTableNode", FALSE_COLOUR_NAME)
+            colorNode.SetTypeToUser()
+            colorNode.SetNumberOfColors(256)
+            values = np.linspace(lo, hi, 256)
+            rgb = false_colour(values[None, :])[0] / 255.0
+            for i, (r, g, b) in enumerate(rgb):
+                colorNode.SetColor(i, f"{values[i]:.0f}", r, g, b, 1.0)
+        display.SetAutoWindowLevel(False)
+        display.SetWindowLevelMinMax(lo, hi)
+        display.SetAndObserveColorNodeID(colorNode.GetID())
 
     # -- batch
     def processFiles(self, paths, outputDir, options: SegmentOptions | None = None, workers: int = 1, cancelEvent=None,

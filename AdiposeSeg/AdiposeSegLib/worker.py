@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
+import time
 import traceback
 from pathlib import Path
 
@@ -32,18 +34,42 @@ def _write_json(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
-def _progress_writer(folder: Path):
-    target = folder / PROGRESS
-    tmp = folder / (PROGRESS + ".tmp")
+class _Progress:
+    """Writes the progress file; until the engine reports, a heartbeat says which start-up step is running
+    (importing PyTorch and loading the model take seconds, and the user sees every second pass)."""
 
-    def report(fraction: float, message: str) -> None:
-        tmp.write_text(f"{fraction:.4f}\t{message}")
-        os.replace(tmp, target)
+    def __init__(self, folder: Path):
+        self.target = folder / PROGRESS
+        self.tmp = folder / (PROGRESS + ".tmp")
+        self.lock = threading.Lock()
+        self.phase, self.phase_start = "starting", time.monotonic()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._beat, daemon=True)
+        self.thread.start()
 
-    return report
+    def _write(self, fraction: float, message: str) -> None:
+        with self.lock:
+            self.tmp.write_text(f"{fraction:.4f}\t{message}")
+            os.replace(self.tmp, self.target)
+
+    def _beat(self) -> None:
+        while not self.stop.wait(0.5):
+            self._write(0.0, f"{self.phase} ({time.monotonic() - self.phase_start:.1f} s)")
+
+    def starting(self, phase: str) -> None:
+        self.phase, self.phase_start = phase, time.monotonic()
+        self._write(0.0, phase)
+
+    def __call__(self, fraction: float, message: str) -> None:
+        if not self.stop.is_set():
+            self.stop.set()
+            self.thread.join()
+        self._write(fraction, message)
 
 
 def run(folder: Path) -> int:
+    report = _Progress(folder)
+    report.starting("starting PyTorch")
     import SimpleITK as sitk
 
     from .errors import AdiposeSegError
@@ -53,10 +79,12 @@ def run(folder: Path) -> int:
     from .tissues import options_from_dict
 
     request = json.loads((folder / REQUEST).read_text())
-    report = _progress_writer(folder)
     try:
-        report(0.0, "loading the model")
+        import torch  # noqa: F401  (the slow part of start-up, shown as its own step)
+
+        report.starting("loading the model")
         model = load_model(request.get("model_dir") or None)
+        report.starting("reading the CT")
         image = sitk.ReadImage(str(folder / request.get("input", INPUT)))
         result = segment_image(image, model, options_from_dict(request["options"]), RunControl(report),
                                l3_slice=request.get("l3_slice"))
@@ -85,7 +113,10 @@ def main(argv: list[str] | None = None) -> int:
     if len(argv) != 1:
         print("usage: python -m AdiposeSegLib.worker WORK_FOLDER", file=sys.stderr)
         return 2
-    return run(Path(argv[0]))
+    code = run(Path(argv[0]))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # the results are on disk; tearing down torch's interpreter state only costs the user a second
 
 
 if __name__ == "__main__":
