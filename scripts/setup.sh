@@ -12,4 +12,17 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q "torch==2.13.0"
 .venv/bin/python -m pip install -q -e ".[test]"
+# Slicer 5.8 runs Python 3.9: a second, torch-free venv lets the tests import every file and run the
+# engine's torch-free tests on 3.9 (PyPI has no CPU-only torch wheel small enough for CI).
+PY39=${PYTHON39:-}
+for candidate in "$(pyenv root 2>/dev/null || echo "$HOME/.pyenv")"/versions/3.9*/bin/python3.9 /usr/bin/python3.9 /usr/local/bin/python3.9; do
+    [ -z "$PY39" ] && [ -x "$candidate" ] && "$candidate" --version >/dev/null 2>&1 && PY39=$candidate
+done
+if [ -n "$PY39" ] && [ -x "$PY39" ]; then
+    [ -x .venv39/bin/python ] || "$PY39" -m venv .venv39
+    .venv39/bin/python -m pip install -q --upgrade pip
+    .venv39/bin/python -m pip install -q numpy scipy SimpleITK "pydicom>=2.4,<3" pylibjpeg pylibjpeg-openjpeg pylibjpeg-libjpeg pillow tqdm pytest slicerio
+else
+    echo "setup: no Python 3.9 found (pyenv install 3.9, or set PYTHON39); the Python 3.9 test will fail" >&2
+fi
 echo "setup: ready (.venv/bin/adiposeseg, .venv/bin/python -m pytest)"
