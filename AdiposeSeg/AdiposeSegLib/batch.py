@@ -1,53 +1,34 @@
-"""Batch over many scans: one result folder per scan, a summary CSV, failures reported, re-runs resume."""
+"""Batch over many scans: one result folder per case, bound to its input, model and options.
+
+A case's id comes from its path (stable under reordering and insertion); it is "done" only when
+its summary records the same input (path, series, content fingerprint) and the same run (model
+weights, options). `shard=(i, n)` processes a stable share of the cases, so a Slurm job array or a
+Kubernetes Indexed Job can spread a cohort over machines; `aggregate` merges the results.
+"""
 from __future__ import annotations
 
-import csv
-import io
+import datetime
+import hashlib
 import json
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable
 
+from .aggregate import aggregate, summary_csv_text
+from .discover import find_inputs, looks_like_dicom  # noqa: F401  (find_inputs: part of the batch API)
 from .errors import AdiposeSegError, Cancelled
-from .image_io import is_volume_file, looks_like_dicom, read_ct
+from .identity import case_ids, input_identity, run_key
+from .image_io import read_ct
 from .model_card import LoadedModel
 from .pipeline import segment_image
 from .progress import RunControl
-from .results import case_id_for, write_results
+from .publish import clean_leftovers
+from .results import write_results
 from .safe_write import write_text
-from .tissues import LABELS, NAMES, SegmentOptions
-
-SUMMARY_COLUMNS = (["case_id", "status", "source", "message", "slices"]
-                   + [f"{NAMES[k]}_volume_cm3" for k in LABELS] + [f"{NAMES[k]}_mean_HU" for k in LABELS]
-                   + ["VAT_SAT_ratio", "seconds"])
-
-
-def find_inputs(source: str | os.PathLike | Iterable[str]) -> list[str]:
-    """Scans to process: a list file (one path a line), a folder of volumes and/or DICOM folders, or paths."""
-    if not isinstance(source, (str, os.PathLike)):
-        return [str(p) for p in source]
-    source = str(source)
-    if os.path.isfile(source) and source.lower().endswith((".txt", ".lst", ".list")):
-        base = Path(source).parent
-        lines = [l.strip() for l in Path(source).read_text().splitlines()]
-        return [str(base / l) if not os.path.isabs(l) else l for l in lines if l and not l.startswith("#")]
-    if not os.path.isdir(source):
-        raise AdiposeSegError(f"{source}: give a folder of scans or a .txt list of paths")
-    found = []
-    for entry in sorted(os.scandir(source), key=lambda e: e.name):
-        if entry.name.startswith("."):
-            continue
-        if entry.is_file() and (is_volume_file(entry.path) and not entry.name.lower().endswith(".seg.nrrd")):
-            found.append(entry.path)
-        elif entry.is_dir() and any(looks_like_dicom(f.path) for f in os.scandir(entry.path) if f.is_file()):
-            found.append(entry.path)
-    loose_dicom = [e.path for e in os.scandir(source) if e.is_file() and looks_like_dicom(e.path)]
-    if loose_dicom and not found:
-        found.append(source)
-    return found
+from .tissues import SegmentOptions
 
 
 @dataclass
@@ -60,80 +41,133 @@ class CaseOutcome:
     seconds: float = 0.0
 
 
-def _unique_case_ids(paths: list[str]) -> list[str]:
-    ids, seen = [], {}
-    for p in paths:
-        cid = case_id_for(p)
-        n = seen.get(cid, 0)
-        seen[cid] = n + 1
-        ids.append(cid if n == 0 else f"{cid}_{n + 1}")
-    return ids
+def in_shard(case_id: str, shard: tuple[int, int] | None) -> bool:
+    if shard is None:
+        return True
+    index, count = shard
+    return int(hashlib.sha1(case_id.encode()).hexdigest()[:8], 16) % count == index
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    try:
+        index, count = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard {text!r}: give INDEX/COUNT, e.g. 0/8 (INDEX from 0 to COUNT-1)") from None
+    if count < 1 or not 0 <= index < count:
+        raise ValueError(f"--shard {text!r}: INDEX must be 0..COUNT-1 and COUNT at least 1")
+    return index, count
+
+
+def _dicom_files(folder: str) -> list[str]:
+    return [e.path for e in os.scandir(folder) if e.is_file() and looks_like_dicom(e.path)]
+
+
+def identity_for(path: str) -> dict:
+    files = _dicom_files(path) if os.path.isdir(path) else None
+    return input_identity(path, None, files)
+
+
+def _same_result(summary: dict, identity: dict, key: dict) -> bool:
+    recorded = summary.get("input") or {}
+    return (summary.get("status") == "done" and recorded.get("path") == identity["path"]
+            and recorded.get("fingerprint") == identity["fingerprint"] and summary.get("run") == key)
 
 
 def process_case(path: str, case_id: str, out_root: Path, model: LoadedModel, options: SegmentOptions,
-                 control: RunControl, labelmap_format: str | None, skip_done: bool = True) -> CaseOutcome:
+                 control: RunControl, labelmap_format: str | None, key: dict, skip_done: bool = True) -> CaseOutcome:
     case_dir = out_root / case_id
+    clean_leftovers(case_dir)
     summary_file = case_dir / f"{case_id}_summary.json"
-    if skip_done and summary_file.is_file():
-        return CaseOutcome(case_id, "skipped", path, "already done", json.loads(summary_file.read_text()))
     t0 = time.perf_counter()
     try:
-        image = read_ct(path)
+        identity = identity_for(path)
+    except OSError as exc:
+        return _failed(case_dir, case_id, path, f"{path}: cannot be read ({exc.strerror or exc})", key, {"path": path}, t0)
+    note = ""
+    if summary_file.is_file():
+        try:
+            previous = json.loads(summary_file.read_text())
+        except (OSError, ValueError):
+            previous = {}
+        if skip_done and _same_result(previous, identity, key):
+            return CaseOutcome(case_id, "skipped", path, "already done with this input, model and options", previous)
+        note = "computed again: " + ("the input changed" if (previous.get("input") or {}).get("fingerprint") != identity["fingerprint"]
+                                     else "the model or options changed")
+    try:
+        info: dict = {}
+        image = read_ct(path, info=info)
+        identity["series_uid"] = (info.get("series") or {}).get("uid", "")
         result = segment_image(image, model, options, control)
-        write_results(result, case_dir, case_id, model, source=path, labelmap_format=labelmap_format)
+        extra = {"input": identity, "run": key, "reading": {k: v for k, v in info.items() if k != "files"}, "quality": info.get("quality", {})}
+        write_results(result, case_dir, case_id, model, source=path, labelmap_format=labelmap_format,
+                      overwrite=True, extra=extra)
     except Cancelled:
         return CaseOutcome(case_id, "cancelled", path, "cancelled")
     except AdiposeSegError as exc:
-        return CaseOutcome(case_id, "failed", path, str(exc), seconds=time.perf_counter() - t0)
+        return _failed(case_dir, case_id, path, str(exc), key, identity, t0)
     except Exception as exc:  # a batch goes on past anything one scan does wrong
-        return CaseOutcome(case_id, "failed", path, f"{exc.__class__.__name__}: {exc}", seconds=time.perf_counter() - t0)
-    return CaseOutcome(case_id, "done", path, "", json.loads(summary_file.read_text()), time.perf_counter() - t0)
+        return _failed(case_dir, case_id, path, f"{exc.__class__.__name__}: {exc}", key, identity, t0)
+    return CaseOutcome(case_id, "done", path, note, json.loads(summary_file.read_text()), time.perf_counter() - t0)
 
 
-def summary_csv(outcomes: list[CaseOutcome]) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, SUMMARY_COLUMNS, lineterminator="\n", extrasaction="ignore")
-    writer.writeheader()
-    for o in outcomes:
-        row = {"case_id": o.case_id, "status": o.status, "source": o.source, "message": o.message,
-               "seconds": f"{o.seconds:.2f}"}
-        if o.summary:
-            row["slices"] = "{}-{}".format(*o.summary.get("slices_processed", ["", ""]))
-            for key, value in (o.summary.get("totals") or {}).items():
-                row[key] = "" if value is None else f"{value:.4f}"
-        writer.writerow(row)
-    return buf.getvalue()
+def _failed(case_dir: Path, case_id: str, path: str, message: str, key: dict, identity: dict, t0: float) -> CaseOutcome:
+    """Record a failure beside (never instead of) an earlier complete result, for `aggregate` to report."""
+    record = {"case_id": case_id, "status": "failed", "source": path, "message": message, "input": identity, "run": key,
+              "date": datetime.datetime.now().isoformat(timespec="seconds")}
+    try:
+        write_text(case_dir / f"{case_id}_failed.json", json.dumps(record, indent=2) + "\n")
+    except AdiposeSegError:
+        pass  # the outcome still reports it
+    return CaseOutcome(case_id, "failed", path, message, record, time.perf_counter() - t0)
 
 
 def run_batch(inputs: list[str], out_dir: str | os.PathLike, model: LoadedModel, options: SegmentOptions | None = None,
               workers: int = 1, control: RunControl | None = None, labelmap_format: str | None = None,
-              on_case: Callable[[CaseOutcome], None] | None = None) -> tuple[list[CaseOutcome], Path]:
-    """Process every input; returns the outcomes and the summary CSV's path.
+              on_case: Callable[[CaseOutcome], None] | None = None,
+              shard: tuple[int, int] | None = None) -> tuple[list[CaseOutcome], Path]:
+    """Process every input (or this shard's share); returns the outcomes and the summary CSV's path.
 
-    Workers > 1 reads and writes scans in parallel threads; the network runs in the same process
-    (torch releases the GIL), so memory stays that of one model.
+    Without a shard the summary is OUT/summary.csv over all inputs; with one it is
+    OUT/shards/summary-I-of-N.csv, and `adiposeseg aggregate OUT` makes the cohort table.
+    Workers > 1 reads and writes scans in parallel threads; the network runs in this process.
     """
     options = options or SegmentOptions()
     control = control or RunControl()
     out_root = Path(out_dir)
     out_root.mkdir(parents=True, exist_ok=True)
-    ids = _unique_case_ids(inputs)
-    outcomes: list[CaseOutcome | None] = [None] * len(inputs)
+    clean_leftovers(out_root)
+    ids = case_ids(inputs)
+    mine = [i for i in range(len(inputs)) if in_shard(ids[i], shard)]
+    key = run_key(model, options)
+    outcomes: list[CaseOutcome | None] = [None] * len(mine)
 
-    def one(i: int) -> CaseOutcome:
+    def one(j: int) -> CaseOutcome:
+        i = mine[j]
         if control.cancelled:
             return CaseOutcome(ids[i], "cancelled", inputs[i], "cancelled")
-        outcome = process_case(inputs[i], ids[i], out_root, model, options, RunControl(None, control.cancel_event), labelmap_format)
+        outcome = process_case(inputs[i], ids[i], out_root, model, options, RunControl(None, control.cancel_event),
+                               labelmap_format, key)
         if on_case:
             on_case(outcome)
         return outcome
 
     if workers <= 1:
-        for i in range(len(inputs)):
-            outcomes[i] = one(i)
+        for j in range(len(mine)):
+            outcomes[j] = one(j)
     else:
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            for i, outcome in zip(range(len(inputs)), pool.map(one, range(len(inputs)))):
-                outcomes[i] = outcome
-    summary_path = write_text(out_root / "summary.csv", summary_csv(outcomes))
+            for j, outcome in enumerate(pool.map(one, range(len(mine)))):
+                outcomes[j] = outcome
+    if shard is None:
+        summary_path, _report = aggregate(out_root, [(ids[i], inputs[i]) for i in range(len(inputs))], outcomes)
+    else:
+        summary_path = write_text(out_root / "shards" / f"summary-{shard[0]}-of-{shard[1]}.csv",
+                                  summary_csv_text([_row_from_outcome(o) for o in outcomes]))
     return outcomes, summary_path
+
+
+def _row_from_outcome(o: CaseOutcome) -> dict:
+    record = dict(o.summary or {})
+    record.update({"case_id": o.case_id, "status": o.status, "source": o.source, "message": o.message,
+                   "seconds": f"{o.seconds:.2f}"})
+    return record

@@ -112,7 +112,8 @@ class ChildSegmentation:
         data = json.loads(result_file.read_text())
         labels = sitk.ReadImage(str(self.folder / worker.LABELS))
         return SegmentationResult(labels, None, None, None, Statistics.from_dict(data["statistics"]),
-                                  tuple(data["slice_range"]), data["device"], data["timings"], data["model"])
+                                  tuple(data["slice_range"]), data["device"], data["timings"], data["model"],
+                                  data.get("quality", {}))
 
     def log_tail(self, lines: int = 5) -> str:
         try:

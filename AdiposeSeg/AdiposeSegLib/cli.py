@@ -32,10 +32,20 @@ def _slices(text: str) -> tuple[int, int] | None:
         raise argparse.ArgumentTypeError(f"{text!r}: give all, one slice index N, or a range START:STOP") from None
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number of at least 1")
+    return value
+
+
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="model directory or .zip (default: the bundled model)")
     p.add_argument("--device", default="auto", choices=("auto", "cuda", "mps", "cpu"))
-    p.add_argument("--batch-size", type=int, default=8, help="slices per network batch (default 8)")
+    p.add_argument("--batch-size", type=_positive_int, default=8, help="slices per network batch (default 8)")
     p.add_argument("--fat-window", type=_window, default=(-190.0, -30.0), metavar="LO,HI", help="fat HU window, written --fat-window=-190,-30 (the default)")
     p.add_argument("--muscle-window", type=_window, default=(-29.0, 150.0), metavar="LO,HI", help="muscle HU window, written --muscle-window=-29,150 (the default)")
     p.add_argument("--min-island-mm2", type=float, default=10.0, help="remove in-slice islands smaller than this (default 10)")
@@ -59,6 +69,7 @@ def _progress_bar(total: int, desc: str, quiet: bool):
 
 
 def cmd_segment(args) -> int:
+    from .identity import input_identity, run_key
     from .image_io import read_ct
     from .model_card import load_model
     from .pipeline import segment_image
@@ -66,10 +77,18 @@ def cmd_segment(args) -> int:
     from .results import case_id_for, write_results
 
     options = _options(args)
+    case_id = args.case_id or case_id_for(args.input)
     t0 = time.perf_counter()
-    image = read_ct(args.input, args.series_uid)
+    info: dict = {}
+    image = read_ct(args.input, args.series_uid, info=info)
     read_s = time.perf_counter() - t0
     model = load_model(args.model)
+    if args.l3 is not None:
+        from .orientation import to_canonical
+
+        count = to_canonical(image).GetSize()[2]
+        if not 0 <= args.l3 < count:
+            raise AdiposeSegError(f"--l3 {args.l3}: the CT has {count} axial slices (0..{count - 1})")
     bar = _progress_bar(100, "segment", args.quiet)
 
     def on_progress(fraction, message):
@@ -81,15 +100,18 @@ def cmd_segment(args) -> int:
     finally:
         bar.close()
     result.timings["read_s"] = read_s
-    case_id = args.case_id or case_id_for(args.input)
+    identity = input_identity(args.input, (info.get("series") or {}).get("uid", ""), info.get("files"))
+    extra = {"input": identity, "run": run_key(model, options), "reading": {k: v for k, v in info.items() if k != "files"}, "quality": info.get("quality", {})}
     t1 = time.perf_counter()
-    files = write_results(result, args.output, case_id, model, source=str(args.input),
-                          labelmap_format=args.labelmap, overlay_slices=args.overlay_slices)
+    files = write_results(result, args.output, case_id, model, source=str(args.input), labelmap_format=args.labelmap,
+                          overlay_slices=args.overlay_slices, overwrite=args.overwrite, extra=extra)
     write_s = time.perf_counter() - t1
     totals = result.statistics.totals
     print(f"{case_id}: {result.slice_range[1] - result.slice_range[0]} slices on {result.device}, "
           f"read {read_s:.1f}s, segment {sum(result.timings.values()) - read_s:.1f}s, write {write_s:.1f}s")
     print("  " + ", ".join(f"{NAMES[k]} {totals[f'{NAMES[k]}_volume_cm3']:.1f} cm3" for k in LABELS))
+    for note in info.get("notes", []) + result.statistics.notes:
+        print(f"  note: {note}")
     for name, path in files.as_dict().items():
         print(f"  {name}: {path}")
     return 0
@@ -98,12 +120,13 @@ def cmd_segment(args) -> int:
 def cmd_batch(args) -> int:
     from tqdm import tqdm
 
-    from .batch import find_inputs, run_batch
+    from .batch import find_inputs, parse_shard, run_batch
     from .model_card import load_model
 
+    shard = parse_shard(args.shard) if args.shard else None
     inputs = find_inputs(args.input)
     if not inputs:
-        raise AdiposeSegError(f"{args.input}: no scans found (looked for .nrrd/.nii/.nii.gz/.mha files and DICOM folders)")
+        raise AdiposeSegError(f"{args.input}: no scans found (looked for .nrrd/.nii/.nii.gz/.mha files and DICOM folders, at any depth)")
     model = load_model(args.model)
     bar = tqdm(total=len(inputs), desc="batch", unit="scan", disable=args.quiet, file=sys.stderr)
 
@@ -113,11 +136,29 @@ def cmd_batch(args) -> int:
             tqdm.write(f"FAILED {outcome.case_id}: {outcome.message}", file=sys.stderr)
 
     outcomes, summary = run_batch(inputs, args.output, model, _options(args), workers=args.workers,
-                                  labelmap_format=args.labelmap, on_case=on_case)
+                                  labelmap_format=args.labelmap, on_case=on_case, shard=shard)
     bar.close()
     counts = {s: sum(o.status == s for o in outcomes) for s in ("done", "skipped", "failed")}
-    print(f"{counts['done']} done, {counts['skipped']} skipped (already done), {counts['failed']} failed; summary: {summary}")
+    part = f" (shard {shard[0]}/{shard[1]}: {len(outcomes)} of {len(inputs)} scans)" if shard else ""
+    print(f"{counts['done']} done, {counts['skipped']} skipped (already done), {counts['failed']} failed{part}; summary: {summary}")
     return 1 if counts["failed"] else 0
+
+
+def cmd_aggregate(args) -> int:
+    from .aggregate import aggregate
+    from .batch import find_inputs
+    from .identity import case_ids
+
+    manifest = None
+    if args.manifest:
+        inputs = find_inputs(args.manifest)
+        manifest = list(zip(case_ids(inputs), inputs))
+    path, report = aggregate(args.output, manifest)
+    print(f"{len(report['done'])} done, {len(report['failed'])} failed, {len(report['missing'])} missing; cohort table: {path}")
+    for status in ("failed", "missing"):
+        if report[status]:
+            print(f"  {status}: " + ", ".join(report[status][:20]) + (" ..." if len(report[status]) > 20 else ""))
+    return 1 if report["failed"] or report["missing"] else 0
 
 
 def cmd_evaluate(args) -> int:
@@ -153,7 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--slices", type=_slices, default=None, help="all (default), N, or START:STOP in axial order")
     p.add_argument("--series-uid", help="DICOM series to use when the folder holds several")
     p.add_argument("--case-id", help="name for the output files (default: from the input name)")
-    p.add_argument("--l3", type=int, help="axial slice index of L3, reported separately")
+    p.add_argument("--l3", type=int, help="index of the L3 slice, reported separately: the 'slice' column of the "
+                   "_slices.csv, i.e. axial slices counted from the inferior end (canonical LPS order)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier result of the same case id in the output folder")
     p.add_argument("--overlay-slices", type=lambda s: [int(v) for v in s.split(",")], help="slices for the PNG montage, e.g. 10,20,30")
     p.add_argument("-q", "--quiet", action="store_true")
     _add_run_options(p)
@@ -162,10 +205,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("batch", help="segment every scan in a folder or list; one summary CSV")
     p.add_argument("input", help="folder of scans (files or DICOM folders) or a .txt list of paths")
     p.add_argument("-o", "--output", required=True)
-    p.add_argument("--workers", type=int, default=1, help="scans read/written in parallel (default 1)")
+    p.add_argument("--workers", type=_positive_int, default=1, help="scans read/written in parallel (default 1)")
+    p.add_argument("--shard", metavar="I/N", help="process only shard I of N (0-based), for a job array; then run aggregate")
     p.add_argument("-q", "--quiet", action="store_true")
     _add_run_options(p)
     p.set_defaults(func=cmd_batch)
+
+    p = sub.add_parser("aggregate", help="merge the per-case results of a (sharded) batch into OUT/summary.csv")
+    p.add_argument("output", help="the batch output folder")
+    p.add_argument("--manifest", help="the batch's input (list or folder): report cases with no result as missing")
+    p.set_defaults(func=cmd_aggregate)
 
     p = sub.add_parser("evaluate", help="Dice and volume difference per tissue between two label maps or .seg.nrrd files")
     p.add_argument("pred")
@@ -183,6 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import SimpleITK as sitk
+
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)  # ITK's own warning lines would precede our one-line errors
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -197,6 +249,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"adiposeseg: error: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, RuntimeError, MemoryError) as exc:  # promised: one line and exit 2, never a traceback
+        if args.debug:
+            raise
+        print(f"adiposeseg: error: {exc.__class__.__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}",
+              file=sys.stderr)
         return 2
 
 

@@ -1,165 +1,335 @@
-"""DICOM series discovery and reading: SimpleITK (GDCM) first, pydicom as the fallback decoder.
+"""DICOM input: find the series, choose the right one, check its geometry, decode it.
 
-GDCM reads the compressed transfer syntaxes scanners write (JPEG 2000, JPEG lossless, RLE);
-pydicom with pylibjpeg covers files GDCM rejects. Rescale slope/intercept are applied by both,
-so the image is in Hounsfield units.
+Nothing about a series is taken on trust, because a wrong slice position is a wrong volume:
+slices are ordered by their position along the slice normal; exact duplicates are kept once and
+differing ones refused; localizers and slices of another orientation or size are set aside with
+a note; gaps and uneven spacing are refused (no z is ever made up); a gantry tilt is resampled onto
+a true rectilinear grid and noted; a slice that does not decode is refused, never dropped.
+GDCM (through SimpleITK) decodes JPEG 2000, JPEG lossless and RLE; pydicom with pylibjpeg is the
+fallback for what GDCM cannot decode. Rescale slope and intercept are applied: values are HU.
 """
 from __future__ import annotations
 
+import math
 import os
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 
 import numpy as np
 import SimpleITK as sitk
 
+from .discover import is_hidden, looks_like_dicom
 from .errors import InputReadError, NotCTError
+
+POSITION_TOLERANCE_MM = 0.01
+SPACING_TOLERANCE = 0.05          # relative deviation of one slice step from the series' step
+MIN_SLICES_FOR_VOLUME = 10        # a series with fewer is chosen only if nothing else is there
+TILT_DEGREES = 0.5                # below this a shear is rounding, not a tilt
+TAGS = ["SOPInstanceUID", "SeriesInstanceUID", "Modality", "ImageType", "ImageOrientationPatient",
+        "ImagePositionPatient", "Rows", "Columns", "PixelSpacing", "InstanceNumber", "SeriesDescription",
+        "SliceThickness", "ConvolutionKernel", "KVP", "ContrastBolusAgent", "GantryDetectorTilt", "SeriesNumber",
+        "BodyPartExamined", "PatientSize", "PatientWeight", "PatientSex", "PatientAge", "StudyInstanceUID"]
 
 
 @dataclass
-class SeriesInfo:
-    uid: str
-    files: list[str]
+class Slice:
+    path: str
+    sop_uid: str
+    series_uid: str
     modality: str
-    description: str
+    image_type: list[str]
+    orientation: tuple | None
+    position: tuple | None
+    rows: int
+    cols: int
+    pixel_spacing: tuple | None
+    header: dict = field(default_factory=dict)
+
+    @property
+    def is_localizer(self) -> bool:
+        return "LOCALIZER" in self.image_type
 
 
-def _tag(reader: sitk.ImageFileReader, key: str) -> str:
-    return reader.GetMetaData(key).strip() if reader.HasMetaDataKey(key) else ""
+def _text(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        return "\\".join(str(v) for v in value)
+    return str(value).strip()
 
 
-def _file_header(path: str) -> tuple[str, str]:
-    """(modality, series description) of one DICOM file, read without decoding pixels."""
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(path)
-    reader.LoadPrivateTagsOn()
+def read_header(path: str) -> Slice:
+    import pydicom
+
     try:
-        reader.ReadImageInformation()
-        return _tag(reader, "0008|0060"), _tag(reader, "0008|103e")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(path, stop_before_pixels=True, force=True, specific_tags=TAGS)
+    except Exception as exc:  # pydicom raises several types for broken files
+        raise InputReadError(f"{path}: not a readable DICOM file ({exc.__class__.__name__}: {exc})") from None
+
+    def floats(name, n):
+        value = getattr(ds, name, None)
+        try:
+            out = tuple(float(v) for v in value)
+            return out if len(out) == n else None
+        except (TypeError, ValueError):
+            return None
+
+    return Slice(path=path, sop_uid=_text(getattr(ds, "SOPInstanceUID", "")),
+                 series_uid=_text(getattr(ds, "SeriesInstanceUID", "")), modality=_text(getattr(ds, "Modality", "")),
+                 image_type=[t.upper() for t in _text(getattr(ds, "ImageType", "")).split("\\") if t],
+                 orientation=floats("ImageOrientationPatient", 6), position=floats("ImagePositionPatient", 3),
+                 rows=int(getattr(ds, "Rows", 0) or 0), cols=int(getattr(ds, "Columns", 0) or 0),
+                 pixel_spacing=floats("PixelSpacing", 2),
+                 header={name: _text(getattr(ds, name, "")) for name in TAGS[10:]})
+
+
+def dicom_files(folder: str) -> list[str]:
+    return sorted(e.path for e in os.scandir(folder)
+                  if e.is_file() and not is_hidden(e.name) and looks_like_dicom(e.path))
+
+
+def _normal(orientation) -> np.ndarray:
+    row, col = np.array(orientation[:3]), np.array(orientation[3:])
+    return np.cross(row, col)
+
+
+def plane_name(orientation) -> str:
+    if orientation is None:
+        return "unknown"
+    n = np.abs(_normal(orientation))
+    axis = int(np.argmax(n))
+    if n[axis] < 0.8:
+        return "oblique"
+    return ("sagittal", "coronal", "axial")[axis]
+
+
+def describe(slices: list[Slice]) -> dict:
+    """What a series is, as recorded in each result's summary."""
+    first = slices[0]
+    return {"uid": first.series_uid, "description": first.header.get("SeriesDescription", ""),
+            "series_number": first.header.get("SeriesNumber", ""), "modality": first.modality,
+            "image_type": "\\".join(first.image_type), "plane": plane_name(first.orientation), "files": len(slices),
+            "slice_thickness_mm": first.header.get("SliceThickness", ""), "kernel": first.header.get("ConvolutionKernel", ""),
+            "kVp": first.header.get("KVP", ""), "contrast_agent": first.header.get("ContrastBolusAgent", ""),
+            "body_part": first.header.get("BodyPartExamined", "")}
+
+
+def _series_step(slices: list[Slice]) -> float:
+    usable = [s for s in slices if s.position and s.orientation and not s.is_localizer]
+    if len(usable) < 2:
+        return float("inf")
+    n = _normal(usable[0].orientation)
+    d = sorted(float(np.dot(n, s.position)) for s in usable)
+    steps = [b - a for a, b in zip(d, d[1:]) if b - a > POSITION_TOLERANCE_MM]
+    return float(np.median(steps)) if steps else float("inf")
+
+
+def choose_series(groups: dict[str, list[Slice]], source: str, series_uid: str | None) -> tuple[str, list[dict]]:
+    """The series to measure: ORIGINAL/PRIMARY axial CT with enough slices, the thinnest spacing."""
+    if series_uid is not None:
+        if series_uid not in groups:
+            known = ", ".join(sorted(u or "<no uid>" for u in groups))
+            raise InputReadError(f"{source}: no series with UID {series_uid}; series here: {known}")
+        return series_uid, []
+    ct = {uid: s for uid, s in groups.items() if s[0].modality.upper() == "CT"}
+    if not ct:
+        found = ", ".join(sorted({s[0].modality or "unknown" for s in groups.values()}))
+        if all(s[0].modality for s in groups.values()):
+            raise NotCTError(f"{source}: no CT series here (modality {found}); AdiposeSeg measures fat and muscle on CT only")
+        ct = groups  # no modality recorded: the values will be checked as HU
+
+    def score(uid):
+        slices = [s for s in ct[uid] if not s.is_localizer]
+        first = slices[0] if slices else ct[uid][0]
+        original = "ORIGINAL" in first.image_type and "PRIMARY" in first.image_type
+        return (len(slices) > 0, len(slices) >= MIN_SLICES_FOR_VOLUME, plane_name(first.orientation) == "axial",
+                original, -_series_step(ct[uid]), len(slices))
+
+    ranked = sorted(ct, key=score, reverse=True)
+    others = [dict(describe(groups[u]), why_not="not CT" if u not in ct else "ranked lower: prefers ORIGINAL/PRIMARY "
+                   "axial CT with at least 10 slices and the thinnest spacing") for u in groups if u != ranked[0]]
+    return ranked[0], others
+
+
+def read_folder(folder: str, series_uid: str | None, info: dict) -> sitk.Image:
+    files = dicom_files(folder)
+    if not files:
+        raise InputReadError(f"{folder}: no DICOM series found in this folder (no DICOM files; point to the folder that holds the series' files)")
+    slices = [read_header(f) for f in files]
+    groups: dict[str, list[Slice]] = {}
+    for s in slices:
+        groups.setdefault(s.series_uid, []).append(s)
+    uid, others = choose_series(groups, folder, series_uid)
+    if others:
+        info["other_series"] = others
+        info["notes"].append(f"{len(groups)} series in the folder; measured {describe(groups[uid])['description'] or uid!r} "
+                             f"({len(groups[uid])} files), chosen automatically (see other_series)"
+                             if series_uid is None else f"series {uid} as asked")
+    return read_slices(groups[uid], folder, info)
+
+
+def read_files(files: list[str], source: str, info: dict) -> sitk.Image:
+    return read_slices([read_header(f) for f in files], source, info)
+
+
+def read_slices(slices: list[Slice], source: str, info: dict) -> sitk.Image:
+    modality = slices[0].modality
+    if modality and modality.upper() != "CT":
+        raise NotCTError(f"{source}: DICOM modality is {modality}, not CT; AdiposeSeg measures fat and muscle on CT only")
+    info["series"] = describe(slices)
+    info["files"] = [s.path for s in slices]
+    info["quality"]["contrast"] = info["series"]["contrast_agent"]
+    slices = _set_aside(slices, source, info)
+    ordered, geometry = _order_and_check(slices, source, info)
+    array = _decode([s.path for s in ordered], source)
+    return _build_image(array, ordered, geometry, info)
+
+
+def _set_aside(slices: list[Slice], source: str, info: dict) -> list[Slice]:
+    """Localizers and slices unlike the series (orientation, size) are not part of the volume."""
+    keep = [s for s in slices if not s.is_localizer]
+    aside = [s for s in slices if s.is_localizer]
+    if keep:
+        def key(s):
+            return (tuple(round(v, 3) for v in s.orientation) if s.orientation else None, s.rows, s.cols)
+
+        counts: dict = {}
+        for s in keep:
+            counts[key(s)] = counts.get(key(s), 0) + 1
+        main = max(counts, key=counts.get)
+        aside += [s for s in keep if key(s) != main]
+        keep = [s for s in keep if key(s) == main]
+    if not keep:
+        raise InputReadError(f"{source}: the series holds only localizer (scout) images; give the axial CT series")
+    if aside:
+        names = ", ".join(os.path.basename(s.path) for s in aside[:3]) + (" ..." if len(aside) > 3 else "")
+        info["notes"].append(f"{len(aside)} file(s) set aside as localizer or of another orientation/size: {names}")
+        info["quality"]["set_aside_files"] = len(aside)
+    return keep
+
+
+def _order_and_check(slices: list[Slice], source: str, info: dict) -> tuple[list[Slice], dict]:
+    if len(slices) == 1:
+        s = slices[0]
+        thickness = float(s.header.get("SliceThickness") or 0) or 1.0
+        return slices, {"step": thickness, "shear": np.zeros(3)}
+    if any(s.position is None or s.orientation is None for s in slices):
+        raise InputReadError(f"{source}: some files lack ImagePositionPatient/ImageOrientationPatient, so the slices "
+                             "cannot be placed in space; export the series as an original CT image series")
+    normal = _normal(slices[0].orientation)
+    depth = {id(s): float(np.dot(normal, s.position)) for s in slices}
+    ordered = sorted(slices, key=lambda s: depth[id(s)])
+    unique = [ordered[0]]
+    for s in ordered[1:]:
+        prev = unique[-1]
+        if abs(depth[id(s)] - depth[id(prev)]) > POSITION_TOLERANCE_MM:
+            unique.append(s)
+            continue
+        if _pixels(s.path) == _pixels(prev.path):
+            info["notes"].append(f"{os.path.basename(s.path)} repeats {os.path.basename(prev.path)} "
+                                 "(same position, same pixels): kept once")
+            info["quality"]["duplicates_removed"] = info["quality"].get("duplicates_removed", 0) + 1
+            continue
+        raise InputReadError(
+            f"{source}: {os.path.basename(prev.path)} and {os.path.basename(s.path)} are two different images at the same "
+            f"position ({depth[id(s)]:.2f} mm along the slice normal); the folder mixes two series or reconstructions. "
+            "Give one series (--series-uid) or separate the files")
+    d = np.array([depth[id(s)] for s in unique])
+    steps = np.diff(d)
+    step = float(np.median(steps))
+    bad = np.flatnonzero(np.abs(steps - step) > max(SPACING_TOLERANCE * step, 0.1))
+    if bad.size:
+        k = int(bad[0])
+        raise InputReadError(
+            f"{source}: the slices are not evenly spaced: {steps[k]:.2f} mm between {os.path.basename(unique[k].path)} and "
+            f"{os.path.basename(unique[k + 1].path)} where the series steps {step:.2f} mm ({bad.size} uneven step(s); "
+            f"spacing {steps.min():.2f}..{steps.max():.2f} mm). Slices are missing or spacings are mixed; AdiposeSeg does "
+            "not invent slice positions. Copy the complete series")
+    positions = np.array([s.position for s in unique])
+    shift = (positions[-1] - positions[0]) / (len(unique) - 1)
+    shear = shift - np.dot(shift, normal) * normal
+    tilt = math.degrees(math.atan2(float(np.linalg.norm(shear)), float(np.dot(shift, normal))))
+    if abs(tilt) < TILT_DEGREES:
+        shear = np.zeros(3)
+    else:
+        info["notes"].append(f"gantry tilt of {tilt:.1f} degrees: the slices were shifted in-plane onto a rectilinear grid "
+                             f"(linear interpolation); slice spacing along the normal {step:.2f} mm")
+        info["quality"]["gantry_tilt_deg"] = round(tilt, 2)
+        info["quality"]["resampled"] = True
+    return unique, {"step": step, "shear": shear}
+
+
+def _pixels(path: str) -> bytes:
+    import pydicom
+
+    ds = pydicom.dcmread(path)
+    return bytes(ds.PixelData) if "PixelData" in ds else b""
+
+
+def _decode(files: list[str], source: str) -> np.ndarray:
+    """(slices, rows, cols) in HU, in the given order; a file that does not decode is an error."""
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(files)
+    try:
+        image = reader.Execute()
+        _check_uncompressed_sizes(files, source)
+        array = sitk.GetArrayFromImage(image)
+        if array.shape[0] == len(files):
+            return array
     except RuntimeError:
+        pass
+    return np.stack([_decode_one(f, source) for f in files])
+
+
+def _decode_one(path: str, source: str) -> np.ndarray:
+    try:
+        image = sitk.ReadImage(path)
+        _check_uncompressed_sizes([path], source)
+        return sitk.GetArrayFromImage(image).reshape(image.GetSize()[1], image.GetSize()[0])
+    except RuntimeError as gdcm_error:
         import pydicom
 
         try:
-            ds = pydicom.dcmread(path, stop_before_pixels=True)
-        except Exception as exc:  # pydicom raises several types for broken files
-            raise InputReadError(f"{path}: not a readable DICOM file ({exc.__class__.__name__}: {exc})") from None
-        return str(getattr(ds, "Modality", "")), str(getattr(ds, "SeriesDescription", ""))
-
-
-def list_series(folder: str | os.PathLike) -> list[SeriesInfo]:
-    """All DICOM series in a folder (not recursive), largest first."""
-    folder = str(folder)
-    reader = sitk.ImageSeriesReader()
-    uids = reader.GetGDCMSeriesIDs(folder) or ()
-    series = []
-    for uid in uids:
-        files = list(reader.GetGDCMSeriesFileNames(folder, uid))
-        if not files:
-            continue
-        modality, description = _file_header(files[0])
-        series.append(SeriesInfo(uid, files, modality, description))
-    series.sort(key=lambda s: len(s.files), reverse=True)
-    return series
-
-
-def _check_left_out(folder: str, series: list[SeriesInfo], chosen: SeriesInfo) -> None:
-    """GDCM leaves broken files out of a series without a word; a gap would corrupt volumes and areas."""
-    import pydicom
-
-    listed = {os.path.abspath(f) for s in series for f in s.files}
-    for entry in os.scandir(folder):
-        if not entry.is_file() or os.path.abspath(entry.path) in listed or entry.name.upper() == "DICOMDIR":
-            continue
-        with open(entry.path, "rb") as fh:
-            head = fh.read(132)
-        if not (entry.name.lower().endswith(".dcm") or head[128:132] == b"DICM"):
-            continue
-        try:
-            ds = pydicom.dcmread(entry.path)
-            belongs = str(getattr(ds, "SeriesInstanceUID", "")) in ("", chosen.uid)
-            if belongs and "PixelData" in ds:
-                ds.pixel_array  # decoding fails on truncated pixel data
-            elif not belongs:
-                continue
-        except Exception as exc:
-            raise InputReadError(
-                f"{folder}: {entry.name} is a broken DICOM file ({exc.__class__.__name__}); the series would have a gap. "
-                "Copy the series again or remove that file"
-            ) from None
-
-
-def choose_series(folder: str, series_uid: str | None) -> SeriesInfo:
-    series = list_series(folder)
-    if not series:
-        raise InputReadError(f"{folder}: no DICOM series found in this folder (point to the folder that holds the .dcm files)")
-    if series_uid is not None:
-        for s in series:
-            if s.uid == series_uid:
-                return s
-        known = ", ".join(s.uid or "<no uid>" for s in series)
-        raise InputReadError(f"{folder}: no series with UID {series_uid}; series here: {known}")
-    ct = [s for s in series if s.modality.upper() == "CT"]
-    if ct:
-        _check_left_out(folder, series, ct[0])
-        return ct[0]
-    if all(s.modality for s in series):
-        found = ", ".join(sorted({s.modality for s in series}))
-        raise NotCTError(f"{folder}: no CT series here (modality {found}); AdiposeSeg measures fat and muscle on CT only")
-    return series[0]
-
-
-def read_series(info: SeriesInfo, source: str) -> sitk.Image:
-    if info.modality and info.modality.upper() != "CT":
-        raise NotCTError(f"{source}: DICOM modality is {info.modality}, not CT; AdiposeSeg measures fat and muscle on CT only")
-    reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(info.files)
-    try:
-        image = reader.Execute()
-        _check_uncompressed_sizes(info.files, source)
-        return image
-    except RuntimeError as gdcm_error:
-        try:
-            return read_with_pydicom(info.files)
-        except InputReadError:
-            raise
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # a truncated file only warns in pydicom: that is a failure here
+                ds = pydicom.dcmread(path)
+                array = ds.pixel_array.astype(np.float32)
+            return array * float(getattr(ds, "RescaleSlope", 1.0)) + float(getattr(ds, "RescaleIntercept", 0.0))
         except Exception as exc:
             first = str(gdcm_error).strip().splitlines()[-1] if str(gdcm_error).strip() else "unknown error"
             raise InputReadError(
-                f"{source}: the DICOM pixel data could not be decoded ({first}; pydicom: {exc}). "
-                "Check that the files are complete; for compressed data install pylibjpeg-openjpeg or python-gdcm"
-            ) from None
+                f"{source}: {os.path.basename(path)} does not decode ({first.strip()}; pydicom: {exc.__class__.__name__}); "
+                "the file is truncated or corrupt, so the series would have a gap. Copy the series again") from None
 
 
-def read_with_pydicom(files: list[str]) -> sitk.Image:
-    """Decode a series with pydicom, rebuilding geometry from the patient position tags."""
-    import pydicom
-
-    slices = []
-    for f in files:
-        try:
-            ds = pydicom.dcmread(f)
-        except Exception as exc:
-            raise InputReadError(f"{f}: not a readable DICOM file ({exc})") from None
-        slices.append(ds)
-    first = slices[0]
-    row, col = (np.array(first.ImageOrientationPatient[:3], float), np.array(first.ImageOrientationPatient[3:], float))
-    normal = np.cross(row, col)
-    slices.sort(key=lambda ds: float(np.dot(normal, np.array(ds.ImagePositionPatient, float))))
-    arrays = []
-    for ds in slices:
-        a = ds.pixel_array.astype(np.float32)
-        a = a * float(getattr(ds, "RescaleSlope", 1.0)) + float(getattr(ds, "RescaleIntercept", 0.0))
-        arrays.append(a)
-    volume = np.stack(arrays)
-    image = sitk.GetImageFromArray(volume)
-    dy, dx = (float(v) for v in first.PixelSpacing)
-    if len(slices) > 1:
-        p0, p1 = (np.array(s.ImagePositionPatient, float) for s in slices[:2])
-        dz = float(abs(np.dot(normal, p1 - p0))) or float(getattr(first, "SliceThickness", 1.0))
+def _build_image(array: np.ndarray, ordered: list[Slice], geometry: dict, info: dict) -> sitk.Image:
+    first = ordered[0]
+    dy, dx = first.pixel_spacing or (1.0, 1.0)
+    if first.pixel_spacing is None:
+        info["notes"].append("no PixelSpacing in the files: 1 mm pixels assumed")
+        info["quality"]["pixel_spacing_assumed"] = True
+    if first.orientation is None:
+        direction = np.eye(3)
+        info["quality"]["orientation_assumed"] = True
     else:
-        dz = float(getattr(first, "SliceThickness", 1.0) or 1.0)
-    image.SetSpacing((dx, dy, dz))
-    image.SetOrigin(tuple(float(v) for v in slices[0].ImagePositionPatient))
-    image.SetDirection(tuple(np.column_stack([row, col, normal]).ravel()))
+        row, col = np.array(first.orientation[:3]), np.array(first.orientation[3:])
+        direction = np.column_stack([row, col, np.cross(row, col)])
+    shear = geometry["shear"]
+    if np.any(shear):
+        from scipy import ndimage
+
+        row, col = direction[:, 0], direction[:, 1]
+        per_slice = np.array([np.dot(shear, col) / dy, np.dot(shear, row) / dx])  # (rows, cols) pixels per slice
+        array = np.stack([ndimage.shift(array[k].astype(np.float32), -k * per_slice, order=1, mode="constant",
+                                        cval=-1024.0) for k in range(array.shape[0])])
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing((float(dx), float(dy), float(geometry["step"])))
+    image.SetOrigin(tuple(float(v) for v in (first.position or (0.0, 0.0, 0.0))))
+    image.SetDirection(tuple(direction.ravel()))
+    if float(geometry["step"]) > 5.0:
+        info["quality"]["thick_slices_mm"] = round(float(geometry["step"]), 2)
     return image
 
 
@@ -182,7 +352,9 @@ def _check_uncompressed_sizes(files: list[str], source: str) -> None:
             reader = sitk.ImageFileReader()
             reader.SetFileName(path)
             reader.ReadImageInformation()
-            rows, cols = int(_tag(reader, "0028|0010") or 0), int(_tag(reader, "0028|0011") or 0)
-            needed = rows * cols * int(_tag(reader, "0028|0100") or 16) // 8
+            rows = int(reader.GetMetaData("0028|0010")) if reader.HasMetaDataKey("0028|0010") else 0
+            cols = int(reader.GetMetaData("0028|0011")) if reader.HasMetaDataKey("0028|0011") else 0
+            bits = int(reader.GetMetaData("0028|0100")) if reader.HasMetaDataKey("0028|0100") else 16
+            needed = rows * cols * bits // 8
         if os.path.getsize(path) < needed:
             raise InputReadError(f"{source}: {os.path.basename(path)} is truncated (its pixel data is incomplete); copy the series again")

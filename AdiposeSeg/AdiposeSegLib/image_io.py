@@ -7,50 +7,36 @@ import numpy as np
 import SimpleITK as sitk
 
 from . import dicom
+from .discover import VOLUME_SUFFIXES, is_volume_file, looks_like_dicom  # noqa: F401  (re-exported)
 from .errors import ImageShapeError, InputReadError, NotCTError
+from .hu_checks import check_hounsfield, check_body_size, replace_outside_fov_nan
 
-VOLUME_SUFFIXES = (".nrrd", ".nhdr", ".nii", ".nii.gz", ".mha", ".mhd")
 MIN_INPLANE_PIXELS = 32
 
 
-def is_volume_file(path: str | os.PathLike) -> bool:
-    name = str(path).lower()
-    return name.endswith(VOLUME_SUFFIXES)
-
-
-def looks_like_dicom(path: str | os.PathLike) -> bool:
-    path = str(path)
-    if path.lower().endswith((".dcm", ".ima")):
-        return True
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(128)
-            return fh.read(4) == b"DICM"
-    except OSError:
-        return False
-
-
-def read_ct(path: str | os.PathLike, series_uid: str | None = None) -> sitk.Image:
+def read_ct(path: str | os.PathLike, series_uid: str | None = None, info: dict | None = None) -> sitk.Image:
     """Read a CT (DICOM folder or file, NRRD, NIfTI, MHA) as a 3D image in HU, geometry kept.
 
-    Raises InputReadError, NotCTError or ImageShapeError with a message naming the file.
+    Raises InputReadError, NotCTError or ImageShapeError with a message naming the file. `info`,
+    when given, receives how the input was read: format, the DICOM series chosen and what else
+    was there, notes on anything set aside or resampled, and quality flags.
     """
     source = str(path)
+    info = {} if info is None else info
+    info.setdefault("notes", [])
+    info.setdefault("quality", {})
     if not os.path.exists(source):
         raise InputReadError(f"{source}: no such file or folder")
     if os.path.isdir(source):
-        image = dicom.read_series(dicom.choose_series(source, series_uid), source)
+        info["format"] = "DICOM series"
+        image = dicom.read_folder(source, series_uid, info)
     elif looks_like_dicom(source):
-        image = _read_single_dicom(source, series_uid)
+        info["format"] = "DICOM file"
+        image = dicom.read_files([source], source, info)
     else:
+        info["format"] = "volume file"
         image = _read_volume_file(source)
-    return validate_ct(image, source)
-
-
-def _read_single_dicom(source: str, series_uid: str | None) -> sitk.Image:
-    modality, _ = dicom._file_header(source)
-    info = dicom.SeriesInfo(uid=series_uid or "", files=[source], modality=modality, description="")
-    return dicom.read_series(info, source)
+    return validate_ct(image, source, info)
 
 
 def _check_gzip_complete(source: str) -> None:
@@ -109,8 +95,15 @@ def _check_size(source: str, image: sitk.Image) -> None:
         raise InputReadError(f"{source}: the file is truncated or corrupt ({have} bytes, the image needs {needed}); copy it again from its source")
 
 
-def validate_ct(image: sitk.Image, source: str = "image") -> sitk.Image:
-    """Check that an image can be a CT in HU; return it as a 3D scalar image (int16 or float32)."""
+def validate_ct(image: sitk.Image, source: str = "image", info: dict | None = None) -> sitk.Image:
+    """Check that an image can be a CT in HU; return it as a 3D scalar image (int16 or float32).
+
+    Refused: not one value per voxel, not 3D, empty, tiny, NaN inside the image, values that are
+    not Hounsfield units (no air near -1000 HU, or air offset), a body of no human size.
+    NaN padding outside the field of view becomes air (-1024 HU), with a note in `info`."""
+    info = {} if info is None else info
+    info.setdefault("notes", [])
+    info.setdefault("quality", {})
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise NotCTError(
             f"{source}: a colour/vector image with {image.GetNumberOfComponentsPerPixel()} components per pixel; "
@@ -132,17 +125,13 @@ def validate_ct(image: sitk.Image, source: str = "image") -> sitk.Image:
         )
     if any(s <= 0 for s in image.GetSpacing()):
         raise ImageShapeError(f"{source}: invalid voxel spacing {image.GetSpacing()}")
+    image = replace_outside_fov_nan(image, source, info)
     values = sitk.GetArrayViewFromImage(image)
     lo, hi = float(values.min()), float(values.max())
     if lo == hi:
         raise ImageShapeError(f"{source}: the image is empty, every voxel is {lo:g}")
-    sample = values[:: max(1, values.shape[0] // 16)]
-    p1 = float(np.percentile(sample, 1))
-    if p1 > -200 or hi - lo < 200:
-        raise NotCTError(
-            f"{source}: values range {lo:g}..{hi:g} with no air below -200 HU, so these are not CT Hounsfield units "
-            "(air around the body is about -1000 HU). Is this an MR or a rescaled image, or was the DICOM rescale lost on export?"
-        )
+    check_hounsfield(values, source)
+    check_body_size(values, image.GetSpacing(), source)
     if image.GetPixelID() in (sitk.sitkInt16, sitk.sitkFloat32):
         return image
     if np.issubdtype(values.dtype, np.integer) and lo >= -32768 and hi <= 32767:

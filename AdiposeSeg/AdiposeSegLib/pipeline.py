@@ -31,6 +31,30 @@ class SegmentationResult:
     device: str
     timings: dict = field(default_factory=dict)
     model_info: dict = field(default_factory=dict)   # name and version of the model that made it
+    quality: dict = field(default_factory=dict)      # flags a reader of the numbers should know about
+
+
+FOV_TOUCH_MM = 10.0     # tissue along the image edge longer than this: the body is cut off by the field of view
+THICK_SLICE_MM = 5.0
+SHORT_COVERAGE_MM = 100.0
+
+
+def quality_flags(labels: np.ndarray, spacing: tuple[float, float, float], slice_indices: np.ndarray) -> dict:
+    """Flags from the labelled slices: body cut off at the field-of-view edge (SAT there is
+    likely VAT or missing), thick slices, short z coverage."""
+    flags: dict = {}
+    edges = [(labels[:, 0, :], spacing[0]), (labels[:, -1, :], spacing[0]), (labels[:, :, 0], spacing[1]),
+             (labels[:, :, -1], spacing[1])]
+    touch = sum((edge > 0).sum(axis=1) * mm for edge, mm in edges)  # mm of tissue on the edge, per slice
+    cut = np.flatnonzero(touch > FOV_TOUCH_MM)
+    if cut.size:
+        flags["fov_cutoff"] = {"slices": int(cut.size), "of": int(labels.shape[0]), "max_mm": round(float(touch.max()), 1),
+                               "first_slice": int(slice_indices[cut[0]])}
+    if spacing[2] > THICK_SLICE_MM:
+        flags["thick_slices_mm"] = round(float(spacing[2]), 2)
+    if labels.shape[0] * spacing[2] < SHORT_COVERAGE_MM:
+        flags["short_coverage_mm"] = round(float(labels.shape[0] * spacing[2]), 1)
+    return flags
 
 
 def slice_range(n: int, requested: tuple[int, int] | None) -> tuple[int, int]:
@@ -85,13 +109,18 @@ def segment_image(
     labels[start:stop] = part
     control.report(0.96, "computing statistics")
     stats = compute_statistics(part, hu[start:stop], spacing, z[start:stop], np.arange(start, stop), l3_slice)
+    quality = quality_flags(part, spacing, np.arange(start, stop))
+    if "fov_cutoff" in quality:
+        q = quality["fov_cutoff"]
+        stats.notes.append(f"the body touches the edge of the field of view on {q['slices']} of {q['of']} slices "
+                           f"(up to {q['max_mm']} mm): fat outside the image is missing and SAT/VAT may be misassigned there")
     label_image = sitk.GetImageFromArray(labels)
     label_image.CopyInformation(canonical)
     native = from_canonical(label_image, image)
     timings["postprocess_s"] = time.perf_counter() - t2
     control.report(1.0, "done")
     return SegmentationResult(native, labels, np.asarray(hu), canonical, stats, (start, stop), device, timings,
-                              {"name": model.card.name, "version": model.card.version})
+                              {"name": model.card.name, "version": model.card.version}, quality)
 
 
 def statistics_for_labels(label_image: sitk.Image, ct_image: sitk.Image, l3_slice: int | None = None) -> Statistics:

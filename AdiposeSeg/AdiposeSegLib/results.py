@@ -6,9 +6,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .identity import strip_suffix
 from .model_card import LoadedModel
 from .overlay import choose_slices, write_montage
 from .pipeline import SegmentationResult
+from .publish import publish, staging_folder
 from .writers import write_labelmap, write_segmentation, write_statistics_csv, write_summary_json
 
 LABELMAP_FORMATS = ("nrrd", "nii.gz", "nii", "mha")
@@ -27,11 +29,16 @@ class OutputFiles:
 
 
 def case_id_for(path: str | os.PathLike) -> str:
-    name = Path(str(path).rstrip("/\\")).name
-    for suffix in (".seg.nrrd", ".nii.gz", ".nrrd", ".nhdr", ".nii", ".mha", ".mhd", ".dcm"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return name
+    """A single scan's case id: its file or folder name without the image suffix."""
+    name = Path(os.path.abspath(str(path)).rstrip("/\\")).name
+    return strip_suffix(name)
+
+
+def result_names(case_id: str) -> list[str]:
+    """Every file name a case's result set can have (to replace an earlier set whole)."""
+    names = [f"{case_id}.seg.nrrd", f"{case_id}_slices.csv", f"{case_id}_summary.json", f"{case_id}_overlay.png",
+             f"{case_id}_failed.json"]
+    return names + [f"{case_id}_labels.{fmt}" for fmt in LABELMAP_FORMATS]
 
 
 def write_results(
@@ -42,41 +49,62 @@ def write_results(
     source: str = "",
     labelmap_format: str | None = None,
     overlay_slices: list[int] | None = None,
+    overwrite: bool = False,
+    extra: dict | None = None,
 ) -> OutputFiles:
+    """Write a case's result set as a unit (staged, then moved into `out_dir`, the summary last).
+
+    An earlier set of the same case id is an error unless `overwrite`; then it is replaced whole,
+    and kept if writing the new one fails. `extra` goes into the summary (input identity, run key,
+    how the input was read, quality flags).
+    """
+    if labelmap_format and labelmap_format not in LABELMAP_FORMATS:
+        raise ValueError(f"label map format {labelmap_format!r}: choose one of {', '.join(LABELMAP_FORMATS)}")
+    if not case_id or case_id.startswith("."):
+        raise ValueError(f"case id {case_id!r}: give a name that does not start with a dot (--case-id)")
     out = Path(out_dir)
-    files = OutputFiles(
-        segmentation=write_segmentation(result.labels, out / f"{case_id}.seg.nrrd"),
-        statistics=write_statistics_csv(result.statistics, out / f"{case_id}_slices.csv"),
-        summary=out / f"{case_id}_summary.json",
-    )
-    if labelmap_format:
-        if labelmap_format not in LABELMAP_FORMATS:
-            raise ValueError(f"label map format {labelmap_format!r}: choose one of {', '.join(LABELMAP_FORMATS)}")
-        files.labelmap = write_labelmap(result.labels, out / f"{case_id}_labels.{labelmap_format}")
-    start, stop = result.slice_range
-    if overlay_slices:
-        chosen = [s for s in overlay_slices if start <= s < stop]
-    else:
-        chosen = [start + s for s in choose_slices(result.canonical_labels[start:stop])]
-    if chosen:
-        spacing = result.canonical_image.GetSpacing()
-        files.overlay = write_montage(out / f"{case_id}_overlay.png", result.canonical_hu, result.canonical_labels,
-                                      chosen, (spacing[0], spacing[1]), with_plain=True)
-    stats = result.statistics
-    summary = {
-        "case_id": case_id,
-        "source": source,
-        "model": {"name": model.card.name, "version": model.card.version, "directory": str(model.directory)},
-        "device": result.device,
-        "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "size_xyz": list(result.labels.GetSize()),
-        "spacing_xyz_mm": list(result.labels.GetSpacing()),
-        "slices_processed": list(result.slice_range),
-        "totals": stats.totals,
-        "l3": stats.l3_row,
-        "notes": stats.notes,
-        "timings_s": result.timings,
-        "files": files.as_dict(),
-    }
-    write_summary_json(summary, files.summary)
+    with staging_folder(out) as stage:
+        staged = {
+            f"{case_id}.seg.nrrd": write_segmentation(result.labels, stage / f"{case_id}.seg.nrrd"),
+            f"{case_id}_slices.csv": write_statistics_csv(result.statistics, stage / f"{case_id}_slices.csv"),
+        }
+        if labelmap_format:
+            name = f"{case_id}_labels.{labelmap_format}"
+            staged[name] = write_labelmap(result.labels, stage / name)
+        start, stop = result.slice_range
+        if overlay_slices:
+            chosen = [s for s in overlay_slices if start <= s < stop]
+        else:
+            chosen = [start + s for s in choose_slices(result.canonical_labels[start:stop])]
+        if chosen:
+            spacing = result.canonical_image.GetSpacing()
+            staged[f"{case_id}_overlay.png"] = write_montage(stage / f"{case_id}_overlay.png", result.canonical_hu,
+                                                             result.canonical_labels, chosen, (spacing[0], spacing[1]),
+                                                             with_plain=True)
+        files = OutputFiles(segmentation=out / f"{case_id}.seg.nrrd", statistics=out / f"{case_id}_slices.csv",
+                            summary=out / f"{case_id}_summary.json",
+                            overlay=out / f"{case_id}_overlay.png" if f"{case_id}_overlay.png" in staged else None,
+                            labelmap=out / f"{case_id}_labels.{labelmap_format}" if labelmap_format else None)
+        stats = result.statistics
+        summary = {
+            "case_id": case_id,
+            "status": "done",
+            "source": source,
+            "model": {"name": model.card.name, "version": model.card.version, "directory": str(model.directory)},
+            "device": result.device,
+            "date": datetime.datetime.now().isoformat(timespec="seconds"),
+            "size_xyz": list(result.labels.GetSize()),
+            "spacing_xyz_mm": list(result.labels.GetSpacing()),
+            "slices_processed": list(result.slice_range),
+            "totals": stats.totals,
+            "l3": stats.l3_row,
+            "notes": stats.notes,
+            "timings_s": result.timings,
+            "files": files.as_dict(),
+        }
+        extra = dict(extra or {})
+        summary["quality"] = {**result.quality, **extra.pop("quality", {})}
+        summary.update(extra)
+        staged[f"{case_id}_summary.json"] = write_summary_json(summary, stage / f"{case_id}_summary.json")
+        publish(staged, out, marker=f"{case_id}_summary.json", overwrite=overwrite, replaces=result_names(case_id))
     return files

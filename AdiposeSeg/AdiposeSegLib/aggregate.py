@@ -1,0 +1,107 @@
+"""The cohort table: per-case results on disk merged into one summary CSV, with what is missing or failed.
+
+`adiposeseg aggregate OUT [--manifest LIST]` after a sharded batch; a batch without shards calls the
+same code. Rows are read from each case's summary (written last, so only complete sets count) and
+failure record; a failure newer than the last result shows as failed.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from pathlib import Path
+
+from .safe_write import write_text
+from .tissues import LABELS, NAMES
+
+SUMMARY_COLUMNS = (["case_id", "status", "source", "series_uid", "input_sha256", "model", "model_weights_sha256",
+                    "options", "message", "slices"]
+                   + [f"{NAMES[k]}_volume_cm3" for k in LABELS] + [f"{NAMES[k]}_mean_HU" for k in LABELS]
+                   + ["VAT_SAT_ratio", "quality_flags", "seconds"])
+
+
+def _fmt(value) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return ""
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def row_for(record: dict) -> dict:
+    """One CSV row from a case summary, a failure record, or a batch outcome."""
+    identity = record.get("input") or {}
+    run = record.get("run") or {}
+    model = run.get("model") or record.get("model") or {}
+    row = {"case_id": record.get("case_id", ""), "status": record.get("status", ""), "source": record.get("source", ""),
+           "series_uid": identity.get("series_uid", ""), "input_sha256": identity.get("fingerprint", ""),
+           "model": " ".join(v for v in (model.get("name", ""), model.get("version", "")) if v),
+           "model_weights_sha256": model.get("weights_sha256", ""),
+           "options": json.dumps(run.get("options"), sort_keys=True, separators=(",", ":")) if run.get("options") else "",
+           "message": record.get("message", "")}
+    if record.get("status") == "done" and record.get("totals"):
+        row["slices"] = "{}-{}".format(*record.get("slices_processed", ["", ""]))
+        for key, value in record["totals"].items():
+            if key in SUMMARY_COLUMNS:
+                row[key] = _fmt(value)
+        flags = record.get("quality") or {}
+        row["quality_flags"] = ";".join(sorted(k for k, v in flags.items() if v and k != "details"))
+        row["seconds"] = record.get("seconds") or _fmt(sum((record.get("timings_s") or {}).values()))
+    elif "seconds" in record:
+        row["seconds"] = record["seconds"]
+    return row
+
+
+def summary_csv_text(records: list[dict]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, SUMMARY_COLUMNS, lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    for record in records:
+        writer.writerow(row_for(record))
+    return buf.getvalue()
+
+
+def _read(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def case_record(out_root: Path, case_id: str) -> dict | None:
+    """The case's current state on disk: its result, or its failure when that is newer; None when absent."""
+    folder = out_root / case_id
+    done = _read(folder / f"{case_id}_summary.json")
+    failed = _read(folder / f"{case_id}_failed.json")
+    if done and failed:
+        return failed if failed.get("date", "") >= done.get("date", "") else done
+    return done or failed
+
+
+def aggregate(out_root: str | os.PathLike, manifest: list[tuple[str, str]] | None = None,
+              outcomes: list | None = None) -> tuple[Path, dict]:
+    """Write OUT/summary.csv; returns its path and {"done": [...], "failed": [...], "missing": [...]}.
+
+    manifest: (case_id, source) of every expected case; without it, every case folder in OUT.
+    outcomes: this run's CaseOutcome list (adds "cancelled" and the run's messages).
+    """
+    out_root = Path(out_root)
+    by_run = {o.case_id: o for o in (outcomes or []) if o is not None}
+    if manifest is None:
+        manifest = sorted((d.name, "") for d in out_root.iterdir()
+                          if d.is_dir() and not d.name.startswith(".") and d.name != "shards"
+                          and ((d / f"{d.name}_summary.json").is_file() or (d / f"{d.name}_failed.json").is_file()))
+    records, report = [], {"done": [], "failed": [], "missing": [], "cancelled": []}
+    for case_id, source in manifest:
+        record = case_record(out_root, case_id)
+        outcome = by_run.get(case_id)
+        if outcome is not None and outcome.status == "cancelled":
+            record = {"case_id": case_id, "status": "cancelled", "source": source, "message": "cancelled"}
+        elif record is None:
+            record = {"case_id": case_id, "status": "missing", "source": source, "message": "no result yet"}
+        elif outcome is not None:
+            record = dict(record, message=outcome.message or record.get("message", ""),
+                          seconds=f"{outcome.seconds:.2f}" if outcome.status == "done" else record.get("seconds", ""))
+        report.setdefault(record["status"], []).append(case_id)
+        records.append(record)
+    path = write_text(out_root / "summary.csv", summary_csv_text(records))
+    return path, report
