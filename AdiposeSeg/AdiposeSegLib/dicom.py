@@ -264,13 +264,14 @@ def _order_and_check(slices: list[Slice], source: str, info: dict) -> tuple[list
 def _pixels(path: str) -> bytes:
     import pydicom
 
-    ds = pydicom.dcmread(path)
+    ds = pydicom.dcmread(path, force=True)
     return bytes(ds.PixelData) if "PixelData" in ds else b""
 
 
 def _decode(files: list[str], source: str) -> np.ndarray:
     """(slices, rows, cols) in HU, in the given order; a file that does not decode is an error."""
     reader = sitk.ImageSeriesReader()
+    reader.SetImageIO("GDCMImageIO")  # names without .dcm are DICOM too
     reader.SetFileNames(files)
     try:
         image = reader.Execute()
@@ -285,7 +286,7 @@ def _decode(files: list[str], source: str) -> np.ndarray:
 
 def _decode_one(path: str, source: str) -> np.ndarray:
     try:
-        image = sitk.ReadImage(path)
+        image = sitk.ReadImage(path, imageIO="GDCMImageIO")
         _check_uncompressed_sizes([path], source)
         return sitk.GetArrayFromImage(image).reshape(image.GetSize()[1], image.GetSize()[0])
     except RuntimeError as gdcm_error:
@@ -294,7 +295,7 @@ def _decode_one(path: str, source: str) -> np.ndarray:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("error")  # a truncated file only warns in pydicom: that is a failure here
-                ds = pydicom.dcmread(path)
+                ds = pydicom.dcmread(path, force=True)
                 array = ds.pixel_array.astype(np.float32)
             return array * float(getattr(ds, "RescaleSlope", 1.0)) + float(getattr(ds, "RescaleIntercept", 0.0))
         except Exception as exc:
@@ -322,7 +323,7 @@ def _build_image(array: np.ndarray, ordered: list[Slice], geometry: dict, info: 
 
         row, col = direction[:, 0], direction[:, 1]
         per_slice = np.array([np.dot(shear, col) / dy, np.dot(shear, row) / dx])  # (rows, cols) pixels per slice
-        array = np.stack([ndimage.shift(array[k].astype(np.float32), -k * per_slice, order=1, mode="constant",
+        array = np.stack([ndimage.shift(array[k].astype(np.float32), k * per_slice, order=1, mode="constant",
                                         cval=-1024.0) for k in range(array.shape[0])])
     image = sitk.GetImageFromArray(array)
     image.SetSpacing((float(dx), float(dy), float(geometry["step"])))
@@ -350,6 +351,7 @@ def _check_uncompressed_sizes(files: list[str], source: str) -> None:
             continue
         if needed is None:  # every file of a series has the same rows, columns and bits
             reader = sitk.ImageFileReader()
+            reader.SetImageIO("GDCMImageIO")
             reader.SetFileName(path)
             reader.ReadImageInformation()
             rows = int(reader.GetMetaData("0028|0010")) if reader.HasMetaDataKey("0028|0010") else 0

@@ -40,9 +40,9 @@ def looks_like_dicom(path: str | os.PathLike) -> bool:
         return True
     if name.lower().endswith((".dcm", ".ima")):
         return True
-    # no preamble: a data set starts with a group 0x0008 element, little endian, explicit or implicit VR
-    return len(head) >= 8 and head[:2] == b"\x08\x00" and head[3:4] == b"\x00" and (
-        head[4:6].isalpha() or head[4:8] in (b"\x04\x00\x00\x00", b"\x02\x00\x00\x00") or head[4:6] == b"\x00\x00")
+    # no preamble: the file meta group (0002) or a data set's first group (0008), little endian
+    return len(head) >= 8 and head[:2] in (b"\x02\x00", b"\x08\x00") and head[3:4] == b"\x00" and (
+        head[4:6].isalpha() or head[6:8] == b"\x00\x00")
 
 
 def _is_output(name: str) -> bool:

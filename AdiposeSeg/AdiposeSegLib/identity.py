@@ -85,8 +85,6 @@ def case_ids(inputs: list[str]) -> list[str]:
     resolved = [str(Path(p).resolve()) for p in inputs]
     parents = [os.path.dirname(p) for p in resolved]
     root = os.path.commonpath(parents) if parents else ""
-    if len(set(resolved)) == 1:
-        root = os.path.dirname(parents[0]) if parents else ""
     ids = []
     for path in resolved:
         relative = os.path.relpath(path, root) if root else os.path.basename(path)

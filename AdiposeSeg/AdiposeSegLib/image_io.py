@@ -67,7 +67,41 @@ def _read_volume_file(source: str) -> sitk.Image:
         last = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unknown error"
         raise InputReadError(f"{source}: the file could not be read, it may be truncated or corrupt ({last})") from None
     _check_size(source, image)
-    return image
+    return _restore_nifti_nan(source, image)
+
+
+def _restore_nifti_nan(source: str, image: sitk.Image) -> sitk.Image:
+    """ITK's NIfTI reader turns NaN into 0, which would then pass for water (0 HU). Read the raw
+    float voxels to find NaNs and put them back, so that the NaN rule (padding or refusal) decides."""
+    name = source.lower()
+    if not name.endswith((".nii", ".nii.gz")) or image.GetPixelID() not in (sitk.sitkFloat32, sitk.sitkFloat64):
+        return image
+    import gzip
+
+    opener = gzip.open if name.endswith(".gz") else open
+    with opener(source, "rb") as fh:
+        header = fh.read(352)
+        if len(header) < 348:
+            return image
+        endian = "<" if int.from_bytes(header[:4], "little") == 348 else ">"
+        datatype = int(np.frombuffer(header[70:72], dtype=endian + "i2")[0])
+        offset = int(np.frombuffer(header[108:112], dtype=endian + "f4")[0])
+        dtype = {16: "f4", 64: "f8"}.get(datatype)
+        if dtype is None:
+            return image
+        fh.read(max(0, offset - len(header)))
+        raw = np.frombuffer(fh.read(), dtype=endian + dtype)
+    count = int(np.prod(image.GetSize()))
+    if raw.size < count:
+        return image
+    bad = ~np.isfinite(raw[:count])
+    if not bad.any():
+        return image
+    array = sitk.GetArrayFromImage(image)
+    array.reshape(-1)[bad] = np.nan
+    restored = sitk.GetImageFromArray(array)
+    restored.CopyInformation(image)
+    return restored
 
 
 def _nrrd_encoding(source: str) -> str:
