@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -82,3 +83,17 @@ def default_model():
     if not (default_model_dir() / "model.json").is_file():
         pytest.fail(f"the bundled default model is missing at {default_model_dir()}")
     return load_model()
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A real 256 KiB file system (tmpfs), so that writes hit a genuinely full disk."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], capture_output=True, text=True)
+    if done.returncode:
+        if os.geteuid() == 0 or os.environ.get("CI"):  # CI runs as root: there the test must run, not skip
+            pytest.fail(f"could not mount a tmpfs as root: {done.stderr.strip()}")
+        pytest.skip("mounting a tmpfs needs root")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)

@@ -11,6 +11,7 @@ import pytest
 import SimpleITK as sitk
 
 from AdiposeSegLib.cli import main
+from AdiposeSegLib.errors import OutputError
 
 NUMBERS = ["SAT_volume_cm3", "VAT_volume_cm3", "Muscle_volume_cm3", "IMAT_volume_cm3"]
 
@@ -179,3 +180,19 @@ def test_aggregate_reports_missing_cases(example_ct_sm, tiny_model_dir, tmp_path
     assert main(["aggregate", str(out), "--manifest", str(extra)]) == 1
     assert "1 missing" in capsys.readouterr().out
     assert _rows(out / "summary.csv")["late"]["status"] == "missing"
+
+
+def test_full_disk_keeps_the_earlier_result_set_whole(tiny_disk, tiny_model, example_ct_sm):
+    from AdiposeSegLib.image_io import read_ct
+    from AdiposeSegLib.pipeline import segment_image
+    from AdiposeSegLib.results import write_results
+    from AdiposeSegLib.tissues import SegmentOptions
+
+    ct = read_ct(example_ct_sm)
+    small = segment_image(ct[:, :, 10:12], tiny_model, SegmentOptions(device="cpu"))
+    write_results(small, tiny_disk, "case", tiny_model)
+    before = {p.name: p.read_bytes() for p in tiny_disk.iterdir()}
+    big = segment_image(ct, tiny_model, SegmentOptions(device="cpu"))
+    with pytest.raises(OutputError, match="disk is full"):
+        write_results(big, tiny_disk, "case", tiny_model, overwrite=True, labelmap_format="nrrd")
+    assert {p.name: p.read_bytes() for p in tiny_disk.iterdir()} == before  # old set whole, no leftovers

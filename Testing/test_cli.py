@@ -91,9 +91,13 @@ def test_batch_goes_past_a_bad_scan_and_resumes(tmp_path, example_ct_sm, dcmqi_s
         rows = {r["case_id"]: r for r in csv.DictReader(fh)}
     assert {k: r["status"] for k, r in rows.items()} == {"a": "done", "b": "done", "broken": "failed", "series1": "done"}
     assert "truncated" in rows["broken"]["message"]
-    assert float(rows["a"]["SAT_volume_cm3"]) >= 0
+    summary = json.loads((out / "a" / "a_summary.json").read_text())
+    assert float(rows["a"]["SAT_volume_cm3"]) == pytest.approx(summary["totals"]["SAT_volume_cm3"], abs=1e-4)
+    assert rows["a"]["source"] == str((scans / "a.nii.gz").resolve()) == summary["input"]["path"]
     assert (out / "series1" / "series1.seg.nrrd").is_file()
     first = (out / "a" / "a_summary.json").stat().st_mtime_ns
     again = run_cli("batch", scans, "-o", out, "--model", tiny_model_dir, "--device", "cpu")
     assert "3 skipped" in again.stdout
     assert (out / "a" / "a_summary.json").stat().st_mtime_ns == first
+    other = run_cli("batch", scans, "-o", out, "--model", tiny_model_dir, "--device", "cpu", "--min-island-mm2", "50")
+    assert "0 skipped" in other.stdout and "3 done" in other.stdout  # other options: never the old numbers

@@ -10,8 +10,13 @@ from AdiposeSegLib.errors import ImageShapeError, InputReadError, NotCTError
 from AdiposeSegLib.image_io import read_ct
 
 
-def test_jpeg2000_dicom_series(dicom_j2k):
+def test_jpeg2000_dicom_series_equals_an_independent_pydicom_decoding(dicom_j2k):
     image = read_ct(dicom_j2k)
+    # pydicom + pylibjpeg, slope/intercept and ordering by position done here by hand: not the reader under test
+    datasets = sorted((pydicom.dcmread(p) for p in dicom_j2k.iterdir()), key=lambda ds: float(ds.ImagePositionPatient[2]))
+    expected = np.stack([ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept) for ds in datasets])
+    assert np.array_equal(sitk.GetArrayViewFromImage(image), expected)
+    assert image.GetOrigin() == pytest.approx([float(v) for v in datasets[0].ImagePositionPatient])
     assert image.GetSize() == (512, 512, 20)
     assert image.GetSpacing() == pytest.approx((0.9765625, 0.9765625, 2.0))
     a = sitk.GetArrayViewFromImage(image)
@@ -33,12 +38,18 @@ def test_multifile_series_geometry(dcmqi_series):
     assert image.GetOrigin()[2] == pytest.approx(-128.69, abs=1e-3)
 
 
-def test_nifti_keeps_geometry(example_ct):
+def test_nifti_geometry_and_values_match_an_independent_reader(example_ct):
+    nibabel = pytest.importorskip("nibabel")
     image = read_ct(example_ct)
-    ref = sitk.ReadImage(str(example_ct))
-    assert image.GetSize() == ref.GetSize() == (122, 101, 112)
-    assert image.GetDirection() == pytest.approx(ref.GetDirection())
-    assert image.GetOrigin() == pytest.approx(ref.GetOrigin())
+    nii = nibabel.load(str(example_ct))
+    affine = nii.affine  # RAS; the engine works in LPS
+    lps = np.diag([-1.0, -1.0, 1.0]) @ affine[:3, :]
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    assert image.GetSize() == nii.shape == (122, 101, 112)
+    assert image.GetSpacing() == pytest.approx(spacing, abs=1e-5)
+    assert image.GetOrigin() == pytest.approx(lps[:, 3], abs=1e-3)
+    assert np.array(image.GetDirection()).reshape(3, 3) == pytest.approx(lps[:, :3] / spacing, abs=1e-5)
+    assert np.array_equal(sitk.GetArrayViewFromImage(image), np.asarray(nii.dataobj).transpose(2, 1, 0))
 
 
 @pytest.mark.parametrize("suffix", [".nrrd", ".mha", ".nii"])

@@ -1,6 +1,5 @@
 """Output files: Slicer .seg.nrrd read back by slicerio, label maps, CSV, overlays, no-loss writing."""
 import os
-import subprocess
 
 import numpy as np
 import pytest
@@ -63,17 +62,6 @@ def test_failed_write_leaves_nothing_behind(tmp_path):
             tmp.write_text("half")
             raise RuntimeError("disk went away")
     assert os.listdir(tmp_path) == []
-
-
-@pytest.fixture
-def tiny_disk(tmp_path):
-    """A real 256 KiB file system (tmpfs), so that writes hit a genuinely full disk."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], capture_output=True).returncode:
-        pytest.skip("mounting a tmpfs needs root")
-    yield mount
-    subprocess.run(["umount", str(mount)], check=True)
 
 
 def test_full_disk_is_a_clear_error_and_leaves_nothing(tiny_disk):

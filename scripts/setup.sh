@@ -21,7 +21,7 @@ done
 if [ -n "$PY39" ] && [ -x "$PY39" ]; then
     [ -x .venv39/bin/python ] || "$PY39" -m venv .venv39
     .venv39/bin/python -m pip install -q --upgrade pip
-    .venv39/bin/python -m pip install -q numpy scipy SimpleITK "pydicom>=2.4,<3" pylibjpeg pylibjpeg-openjpeg pylibjpeg-libjpeg pillow tqdm pytest slicerio
+    .venv39/bin/python -m pip install -q numpy scipy SimpleITK "pydicom>=2.4,<3" pylibjpeg pylibjpeg-openjpeg pylibjpeg-libjpeg pillow tqdm pytest slicerio nibabel
 else
     echo "setup: no Python 3.9 found (pyenv install 3.9, or set PYTHON39); the Python 3.9 test will fail" >&2
 fi

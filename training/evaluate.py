@@ -34,7 +34,7 @@ def evaluate_cases(model: LoadedModel, specs: list[CaseSpec], options: SegmentOp
         ref = case.label_image
         if merge_vat_imat:
             pred, ref = (_merge(img) for img in (pred, ref))
-        metrics = compare(pred, ref)
+        metrics = compare(pred, ref, allow_resample=True)
         row = {"case_id": spec.case_id, "slices": int(case.hu.shape[0])}
         for name, m in metrics.items():
             row[f"{name}_dice"] = m["dice"]

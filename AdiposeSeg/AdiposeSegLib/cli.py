@@ -162,17 +162,23 @@ def cmd_aggregate(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    import math
+
     from .evaluate import compare
     from .labels_io import read_label_map
 
-    result = compare(read_label_map(args.pred), read_label_map(args.ref))
+    result = compare(read_label_map(args.pred, refuse_binary=True), read_label_map(args.ref, refuse_binary=True),
+                     allow_resample=args.resample)
     if args.json:
-        print(json.dumps(result, indent=2))
+        clean = {name: {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
+                 for name, r in result.items()}
+        print(json.dumps(clean, indent=2, allow_nan=False))
         return 0
     print(f"{'tissue':8s} {'Dice':>7s} {'ref cm3':>10s} {'pred cm3':>10s} {'diff %':>8s}")
     for name, r in result.items():
-        diff = "" if r["volume_diff_pct"] != r["volume_diff_pct"] else f"{r['volume_diff_pct']:+.1f}"
-        print(f"{name:8s} {r['dice']:7.4f} {r['ref_cm3']:10.2f} {r['pred_cm3']:10.2f} {diff:>8s}")
+        diff = "" if math.isnan(r["volume_diff_pct"]) else f"{r['volume_diff_pct']:+.1f}"
+        dice = "    n/a" if math.isnan(r["dice"]) else f"{r['dice']:7.4f}"
+        print(f"{name:8s} {dice} {r['ref_cm3']:10.2f} {r['pred_cm3']:10.2f} {diff:>8s}")
     return 0
 
 
@@ -182,11 +188,18 @@ def cmd_demo(args) -> int:
     return run_demo(Path(args.output), device=args.device, model_dir=args.model, quiet=args.quiet)
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes are one line and exit code 2, like every other error (`-h` shows the usage)."""
+
+    def error(self, message):
+        self.exit(2, f"adiposeseg: error: {message} (see {self.prog} -h)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="adiposeseg", description="Subcutaneous / visceral fat and skeletal muscle on CT.")
+    parser = _Parser(prog="adiposeseg", description="Subcutaneous / visceral fat and skeletal muscle on CT.")
     parser.add_argument("--version", action="version", version=f"adiposeseg {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("segment", help="segment one CT (DICOM folder or file, NRRD, NIfTI, MHA)")
     p.add_argument("input")
@@ -220,6 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("pred")
     p.add_argument("ref")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--resample", action="store_true", help="allow different grids (nearest neighbour onto the reference)")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("demo", help="run the whole path on a generated CT phantom (no data needed)")

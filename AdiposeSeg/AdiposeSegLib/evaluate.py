@@ -24,14 +24,23 @@ def same_grid(a: sitk.Image, b: sitk.Image, tol: float = 1e-4) -> bool:
     )
 
 
-def on_reference_grid(pred: sitk.Image, ref: sitk.Image) -> sitk.Image:
-    """Bring `pred` onto `ref`'s voxel grid (nearest neighbour in physical space).
+def on_reference_grid(pred: sitk.Image, ref: sitk.Image, allow_resample: bool = False) -> sitk.Image:
+    """Bring `pred` onto `ref`'s voxel grid (nearest neighbour in physical space) when allowed.
 
-    Handles different orientations, crops and extents of the same scan; refuses images that do not
-    overlap in space at all.
+    Without `allow_resample` different grids are an error: a silent resampling changes the numbers.
+    Refuses images that do not overlap in space at all.
     """
     if same_grid(pred, ref):
         return pred
+    code = sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(ref.GetDirection())
+    reordered = sitk.DICOMOrient(pred, code)
+    if same_grid(reordered, ref):
+        return reordered  # the same voxels stored in another order: exact, no resampling
+    if not allow_resample:
+        raise InputReadError(
+            f"the prediction's grid (size {pred.GetSize()}, spacing {tuple(round(v, 4) for v in pred.GetSpacing())}) differs "
+            f"from the reference's (size {ref.GetSize()}, spacing {tuple(round(v, 4) for v in ref.GetSpacing())}); "
+            "pass --resample to compare them in physical space (nearest neighbour onto the reference)")
     resampled = sitk.Resample(pred, ref, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
     if not sitk.GetArrayViewFromImage(resampled).any() and sitk.GetArrayViewFromImage(pred).any():
         raise InputReadError(
@@ -40,9 +49,10 @@ def on_reference_grid(pred: sitk.Image, ref: sitk.Image) -> sitk.Image:
     return resampled
 
 
-def compare(pred: sitk.Image, ref: sitk.Image, labels=LABELS) -> dict:
-    """Per tissue: Dice, reference and predicted volume (cm³), and relative difference (%)."""
-    pred = on_reference_grid(pred, ref)
+def compare(pred: sitk.Image, ref: sitk.Image, labels=LABELS, allow_resample: bool = False) -> dict:
+    """Per tissue: Dice, reference and predicted volume (cm³), and relative difference (%).
+    Dice is NaN (undefined) when the tissue is in neither image: agreeing on nothing is no score."""
+    pred = on_reference_grid(pred, ref, allow_resample)
     p, r = sitk.GetArrayViewFromImage(pred), sitk.GetArrayViewFromImage(ref)
     voxel_cm3 = float(np.prod(ref.GetSpacing())) / 1000.0
     result = {}
@@ -50,7 +60,7 @@ def compare(pred: sitk.Image, ref: sitk.Image, labels=LABELS) -> dict:
         pm, rm = p == label, r == label
         rv, pv = rm.sum() * voxel_cm3, pm.sum() * voxel_cm3
         result[NAMES[label]] = {
-            "dice": dice(pm, rm),
+            "dice": dice(pm, rm) if (pm.any() or rm.any()) else float("nan"),
             "ref_cm3": float(rv),
             "pred_cm3": float(pv),
             "volume_diff_pct": float(100.0 * (pv - rv) / rv) if rv > 0 else float("nan"),

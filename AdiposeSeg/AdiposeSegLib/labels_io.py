@@ -77,21 +77,29 @@ def read_segmentation_labels(path: str | os.PathLike, name_map: dict[str, int] |
     return result
 
 
-def read_label_map(path: str | os.PathLike) -> sitk.Image:
-    """A label map with AdiposeSeg ids; any value outside 0..4 is an error."""
+def read_label_map(path: str | os.PathLike, refuse_binary: bool = False) -> sitk.Image:
+    """A label map with AdiposeSeg ids; any value outside 0..4 is an error. With `refuse_binary`,
+    a map of only 0 and 1 is refused too: a binary mask of some tissue would otherwise count as SAT."""
     path = str(path)
     if is_segmentation_file(path):
         return read_segmentation_labels(path)
     image = _read(path)
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise InputReadError(f"{path}: a label map has one value per voxel, this has {image.GetNumberOfComponentsPerPixel()}")
+    if image.GetDimension() == 4 and image.GetSize()[3] == 1:
+        image = image[:, :, :, 0]
     if image.GetDimension() == 2:
         image = sitk.JoinSeries(image)
+    if image.GetDimension() != 3:
+        raise InputReadError(f"{path}: a {image.GetDimension()}D image of size {image.GetSize()}; a label map is 3D (or one 2D slice)")
     array = sitk.GetArrayViewFromImage(image)
     values = np.unique(array)
     bad = [v for v in values if v not in (0, *LABELS)]
     if bad:
         raise InputReadError(f"{path}: label values {bad[:8]} are not AdiposeSeg labels (0 bg, 1 SAT, 2 VAT, 3 Muscle, 4 IMAT)")
+    if refuse_binary and set(int(v) for v in values) <= {0, 1}:
+        raise InputReadError(f"{path}: holds only 0 and 1, a binary mask rather than an AdiposeSeg label map (1 would count "
+                             "as SAT); give a .seg.nrrd with named segments or a label map with ids 1 SAT, 2 VAT, 3 Muscle, 4 IMAT")
     return sitk.Cast(image, sitk.sitkUInt8)
 
 

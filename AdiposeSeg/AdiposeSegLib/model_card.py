@@ -70,8 +70,11 @@ def _unpack(path: Path) -> Path:
         return path
     if path.suffix.lower() == ".zip" and path.is_file():
         target = Path(tempfile.mkdtemp(prefix="adiposeseg-model-"))
-        with zipfile.ZipFile(path) as zf:
-            zf.extractall(target)
+        try:
+            with zipfile.ZipFile(path) as zf:
+                zf.extractall(target)
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            raise ModelError(f"{path}: not a readable model archive ({exc.__class__.__name__}: {exc})") from None
         hits = list(target.rglob(CARD_FILE))
         if len(hits) != 1:
             raise ModelError(f"{path}: the archive must hold exactly one {CARD_FILE}, found {len(hits)}")
