@@ -392,7 +392,7 @@ class AdiposeSegLogic(ScriptedLoadableModuleLogic):
         if not probe:
             return _("Device '{device}': checked when you segment (auto: CUDA or Apple GPU if present, else CPU).").format(device=choice)
         try:
-            from AdiposeSegLib.device import available_devices
+            from AdiposeSegLib.model.device import available_devices
 
             found = available_devices()
         except (ImportError, OSError) as exc:
@@ -405,7 +405,7 @@ class AdiposeSegLogic(ScriptedLoadableModuleLogic):
 
     # -- models
     def availableModels(self):
-        from AdiposeSegLib.model_card import read_card
+        from AdiposeSegLib.model.model_card import read_card
 
         models = [(_("Bundled default"), "")]
         for folder in self._savedModelDirs():
@@ -421,7 +421,7 @@ class AdiposeSegLogic(ScriptedLoadableModuleLogic):
         return [value] if isinstance(value, str) else list(value or [])
 
     def addModel(self, folder: str) -> None:
-        from AdiposeSegLib.model_card import read_card
+        from AdiposeSegLib.model.model_card import read_card
 
         read_card(folder)  # raises a clear error for a folder without a usable card
         folders = self._savedModelDirs()
@@ -478,7 +478,7 @@ class AdiposeSegLogic(ScriptedLoadableModuleLogic):
     def currentRedSlice(self, volumeNode):
         """(start, stop) of the axial slice shown in the red view, in the engine's canonical order."""
         import numpy as np
-        from AdiposeSegLib.orientation import to_canonical
+        from AdiposeSegLib.reading.orientation import to_canonical
         from AdiposeSegLib.scene import image_from_volume_node
 
         sliceNode = slicer.app.layoutManager().sliceWidget("Red").mrmlSliceNode()

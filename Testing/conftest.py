@@ -59,8 +59,8 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     """A freshly initialised small U-Net with its card: for geometry and I/O tests, not for accuracy."""
     import torch
 
-    from AdiposeSegLib.model_card import ModelCard, save_model
-    from AdiposeSegLib.networks import build_network
+    from AdiposeSegLib.model.model_card import ModelCard, save_model
+    from AdiposeSegLib.model.networks import build_network
 
     torch.manual_seed(0)
     card = ModelCard(name="tiny-untrained", version="0", architecture="unet", arch_params={"base": 4, "depth": 3},
@@ -71,14 +71,14 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model(tiny_model_dir):
-    from AdiposeSegLib.model_card import load_model
+    from AdiposeSegLib.model.model_card import load_model
 
     return load_model(tiny_model_dir)
 
 
 @pytest.fixture(scope="session")
 def default_model():
-    from AdiposeSegLib.model_card import default_model_dir, load_model
+    from AdiposeSegLib.model.model_card import default_model_dir, load_model
 
     if not (default_model_dir() / "model.json").is_file():
         pytest.fail(f"the bundled default model is missing at {default_model_dir()}")

@@ -10,7 +10,7 @@ import time
 import pytest
 import SimpleITK as sitk
 
-from AdiposeSegLib.cli import main
+from AdiposeSegLib.running.cli import main
 from AdiposeSegLib.errors import OutputError
 
 NUMBERS = ["SAT_volume_cm3", "VAT_volume_cm3", "Muscle_volume_cm3", "IMAT_volume_cm3"]
@@ -145,8 +145,8 @@ def test_shards_in_parallel_with_one_killed_equal_a_single_run(example_ct_sm, ti
     sharded = tmp_path / "sharded"
     procs = [_cli("batch", manifest, "-o", sharded, "--shard", f"{i}/3", *common) for i in range(3)]
     # kill shard 0 as soon as it has finished one case (mid-run), then run it again
-    from AdiposeSegLib.batch import in_shard
-    from AdiposeSegLib.identity import case_ids
+    from AdiposeSegLib.running.batch import in_shard
+    from AdiposeSegLib.running.identity import case_ids
 
     mine = [cid for cid in case_ids([str(p) for p in paths]) if in_shard(cid, (0, 3))]
     assert len(mine) >= 2
@@ -183,9 +183,9 @@ def test_aggregate_reports_missing_cases(example_ct_sm, tiny_model_dir, tmp_path
 
 
 def test_full_disk_keeps_the_earlier_result_set_whole(tiny_disk, tiny_model, example_ct_sm):
-    from AdiposeSegLib.image_io import read_ct
-    from AdiposeSegLib.pipeline import segment_image
-    from AdiposeSegLib.results import write_results
+    from AdiposeSegLib.reading.image_io import read_ct
+    from AdiposeSegLib.running.pipeline import segment_image
+    from AdiposeSegLib.reporting.results import write_results
     from AdiposeSegLib.tissues import SegmentOptions
 
     ct = read_ct(example_ct_sm)

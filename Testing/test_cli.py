@@ -9,9 +9,9 @@ import pytest
 import SimpleITK as sitk
 import slicerio
 
-from AdiposeSegLib.cli import main
-from AdiposeSegLib.image_io import read_ct
-from AdiposeSegLib.orientation import to_canonical
+from AdiposeSegLib.running.cli import main
+from AdiposeSegLib.reading.image_io import read_ct
+from AdiposeSegLib.reading.orientation import to_canonical
 from AdiposeSegLib.tissues import COLORS, LABELS, NAMES
 
 

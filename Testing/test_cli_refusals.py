@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from AdiposeSegLib.cli import main
-from AdiposeSegLib.writers import write_labelmap
+from AdiposeSegLib.running.cli import main
+from AdiposeSegLib.reporting.writers import write_labelmap
 
 
 def run_cli(*args, cwd=None):

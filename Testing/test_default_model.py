@@ -6,9 +6,9 @@ out, with slices 10..11 as a gap. Targets from the training issue: SAT Dice >= 0
 import pytest
 import SimpleITK as sitk
 
-from AdiposeSegLib.evaluate import dice
-from AdiposeSegLib.image_io import read_ct
-from AdiposeSegLib.pipeline import segment_image
+from AdiposeSegLib.measuring.evaluate import dice
+from AdiposeSegLib.reading.image_io import read_ct
+from AdiposeSegLib.running.pipeline import segment_image
 from AdiposeSegLib.tissues import SegmentOptions
 
 
@@ -36,13 +36,13 @@ def test_agreement_with_totalsegmentator_on_held_out_slab(default_model, example
 
 
 def test_demo_runs_the_whole_path(tmp_path, default_model):
-    from AdiposeSegLib.cli import main
+    from AdiposeSegLib.running.cli import main
 
     assert main(["demo", "-o", str(tmp_path), "--device", "cpu"]) == 0
     names = {p.name for p in tmp_path.iterdir()}
     assert {"demo_phantom_ct.nrrd", "demo_phantom.seg.nrrd", "demo_phantom_slices.csv", "demo_phantom_overlay.png"} <= names
-    from AdiposeSegLib.evaluate import compare
-    from AdiposeSegLib.labels_io import read_label_map
+    from AdiposeSegLib.measuring.evaluate import compare
+    from AdiposeSegLib.reading.labels_io import read_label_map
 
     scores = compare(read_label_map(tmp_path / "demo_phantom.seg.nrrd"), read_label_map(tmp_path / "demo_phantom_truth.seg.nrrd"))
     assert scores["SAT"]["dice"] > 0.9 and scores["Muscle"]["dice"] > 0.8

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from AdiposeSegLib.evaluate import compare, compare_arrays, dice
-from AdiposeSegLib.writers import write_labelmap, write_segmentation
+from AdiposeSegLib.measuring.evaluate import compare, compare_arrays, dice
+from AdiposeSegLib.reporting.writers import write_labelmap, write_segmentation
 
 
 def test_dice_by_hand():

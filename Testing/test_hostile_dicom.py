@@ -12,9 +12,9 @@ import pytest
 import SimpleITK as sitk
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from AdiposeSegLib.discover import find_inputs
+from AdiposeSegLib.reading.discover import find_inputs
 from AdiposeSegLib.errors import InputReadError
-from AdiposeSegLib.image_io import read_ct
+from AdiposeSegLib.reading.image_io import read_ct
 
 
 @pytest.fixture(scope="module")

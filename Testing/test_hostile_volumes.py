@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from AdiposeSegLib.cli import main
+from AdiposeSegLib.running.cli import main
 from AdiposeSegLib.errors import NotCTError
-from AdiposeSegLib.image_io import read_ct
+from AdiposeSegLib.reading.image_io import read_ct
 
 
 @pytest.fixture(scope="module")

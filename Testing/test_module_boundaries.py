@@ -23,7 +23,7 @@ def _imports(path: Path) -> set[str]:
     return names
 
 
-@pytest.mark.parametrize("path", sorted(ENGINE.glob("*.py")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted(ENGINE.rglob("*.py")), ids=lambda p: str(p.relative_to(ENGINE)))
 def test_engine_does_not_import_slicer_or_qt(path):
     imported = _imports(path)
     assert not imported & {"qt", "ctk", "slicer", "vtk"} or path.name == "scene.py"

@@ -4,10 +4,10 @@ import pytest
 import SimpleITK as sitk
 
 from AdiposeSegLib.errors import Cancelled
-from AdiposeSegLib.image_io import read_ct
-from AdiposeSegLib.orientation import to_canonical
-from AdiposeSegLib.pipeline import segment_image, statistics_for_labels
-from AdiposeSegLib.progress import RunControl
+from AdiposeSegLib.reading.image_io import read_ct
+from AdiposeSegLib.reading.orientation import to_canonical
+from AdiposeSegLib.running.pipeline import segment_image, statistics_for_labels
+from AdiposeSegLib.running.progress import RunControl
 from AdiposeSegLib.tissues import LABELS, NAMES, SegmentOptions
 
 

@@ -1,7 +1,7 @@
 """HU gating and island removal on hand-made slices."""
 import numpy as np
 
-from AdiposeSegLib.postprocess import gate, remove_islands
+from AdiposeSegLib.measuring.postprocess import gate, remove_islands
 from AdiposeSegLib.tissues import HUWindows
 
 

@@ -7,7 +7,7 @@ import pytest
 import SimpleITK as sitk
 
 from AdiposeSegLib.errors import ImageShapeError, InputReadError, NotCTError
-from AdiposeSegLib.image_io import read_ct
+from AdiposeSegLib.reading.image_io import read_ct
 
 
 def test_jpeg2000_dicom_series_equals_an_independent_pydicom_decoding(dicom_j2k):

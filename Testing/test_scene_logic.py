@@ -8,8 +8,8 @@ import vtk
 
 slicer = pytest.importorskip("slicer", reason="slicer-core is part of the test requirements")
 
-from AdiposeSegLib.image_io import read_ct
-from AdiposeSegLib.pipeline import segment_image
+from AdiposeSegLib.reading.image_io import read_ct
+from AdiposeSegLib.running.pipeline import segment_image
 from AdiposeSegLib.scene import EditedSegmentationError, SceneLogic, image_from_volume_node, volume_node_from_image
 from AdiposeSegLib.tissues import COLORS, LABELS, NAMES, TERMINOLOGY, SegmentOptions
 

@@ -13,9 +13,9 @@ import vtk
 
 slicer = pytest.importorskip("slicer", reason="slicer-core is part of the test requirements")
 
-from AdiposeSegLib.child_job import ChildRunError
+from AdiposeSegLib.running.child_job import ChildRunError
 from AdiposeSegLib.errors import AdiposeSegError, Cancelled
-from AdiposeSegLib.image_io import read_ct
+from AdiposeSegLib.reading.image_io import read_ct
 from AdiposeSegLib.scene import EditedSegmentationError, SceneLogic, volume_node_from_image
 from AdiposeSegLib.tissues import LABELS, NAMES, SegmentOptions
 

@@ -3,9 +3,9 @@ import pytest
 
 slicer = pytest.importorskip("slicer", reason="slicer-core is part of the test requirements")
 
-from AdiposeSegLib.terminology import TERM_FILE, terminology_text
+from AdiposeSegLib.reporting.terminology import TERM_FILE, terminology_text
 from AdiposeSegLib.tissues import COLORS, DESCRIPTIONS, LABELS, TERMINOLOGY
-from AdiposeSegLib.writers import terminology_tag
+from AdiposeSegLib.reporting.writers import terminology_tag
 
 
 def test_shipped_term_file_is_current():

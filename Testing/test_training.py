@@ -8,8 +8,8 @@ import SimpleITK as sitk
 import torch
 
 from AdiposeSegLib.errors import InputReadError
-from AdiposeSegLib.model_card import load_model
-from AdiposeSegLib.writers import segmentation_image, write_labelmap
+from AdiposeSegLib.model.model_card import load_model
+from AdiposeSegLib.reporting.writers import segmentation_image, write_labelmap
 from training.dataset import CaseSpec, epoch_indices, load_case, read_dataset, split_cases, to_grid_slices
 from training.phantom import phantom_volume
 from training.train import TrainConfig, train
@@ -119,7 +119,7 @@ def test_tiny_training_lowers_loss_and_raises_dice(tmp_path):
 
 
 def test_training_evaluate_by_hand(tmp_path, tiny_model):
-    from AdiposeSegLib.pipeline import segment_image
+    from AdiposeSegLib.running.pipeline import segment_image
     from AdiposeSegLib.tissues import SegmentOptions
     from training.evaluate import evaluate_cases, mean_row
 

@@ -7,11 +7,11 @@ import SimpleITK as sitk
 import slicerio
 
 from AdiposeSegLib.errors import OutputError
-from AdiposeSegLib.labels_io import read_segmentation_labels
-from AdiposeSegLib.overlay import false_colour
-from AdiposeSegLib.safe_write import atomic_path, write_text
+from AdiposeSegLib.reading.labels_io import read_segmentation_labels
+from AdiposeSegLib.reporting.overlay import false_colour
+from AdiposeSegLib.reporting.safe_write import atomic_path, write_text
 from AdiposeSegLib.tissues import COLORS
-from AdiposeSegLib.writers import write_segmentation
+from AdiposeSegLib.reporting.writers import write_segmentation
 
 
 def _labels():

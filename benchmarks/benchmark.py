@@ -24,11 +24,11 @@ sys.path[:0] = [str(ROOT / "AdiposeSeg"), str(ROOT)]
 import SimpleITK as sitk  # noqa: E402
 import torch  # noqa: E402
 
-from AdiposeSegLib.device import resolve_device  # noqa: E402
-from AdiposeSegLib.image_io import read_ct  # noqa: E402
-from AdiposeSegLib.model_card import load_model  # noqa: E402
-from AdiposeSegLib.pipeline import segment_image  # noqa: E402
-from AdiposeSegLib.results import write_results  # noqa: E402
+from AdiposeSegLib.model.device import resolve_device  # noqa: E402
+from AdiposeSegLib.reading.image_io import read_ct  # noqa: E402
+from AdiposeSegLib.model.model_card import load_model  # noqa: E402
+from AdiposeSegLib.running.pipeline import segment_image  # noqa: E402
+from AdiposeSegLib.reporting.results import write_results  # noqa: E402
 from AdiposeSegLib.tissues import SegmentOptions  # noqa: E402
 from training.phantom import phantom_volume  # noqa: E402
 

@@ -59,8 +59,8 @@ def start():
         state["job"] = logic.processVolume(node, waitForCompletion=False, replaceEdited=True)
     else:
         import threading
-        from AdiposeSegLib.pipeline import segment_image
-        from AdiposeSegLib.progress import RunControl
+        from AdiposeSegLib.running.pipeline import segment_image
+        from AdiposeSegLib.running.progress import RunControl
         from AdiposeSegLib.scene import image_from_volume_node
         image = image_from_volume_node(node)
         model = logic.model()

@@ -17,11 +17,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "AdiposeSeg"))
 sys.path.insert(0, str(ROOT))
 
-from AdiposeSegLib.image_io import read_ct  # noqa: E402
-from AdiposeSegLib.model_card import load_model  # noqa: E402
-from AdiposeSegLib.orientation import to_canonical  # noqa: E402
-from AdiposeSegLib.overlay import false_colour  # noqa: E402
-from AdiposeSegLib.pipeline import segment_image  # noqa: E402
+from AdiposeSegLib.reading.image_io import read_ct  # noqa: E402
+from AdiposeSegLib.model.model_card import load_model  # noqa: E402
+from AdiposeSegLib.reading.orientation import to_canonical  # noqa: E402
+from AdiposeSegLib.reporting.overlay import false_colour  # noqa: E402
+from AdiposeSegLib.running.pipeline import segment_image  # noqa: E402
 from AdiposeSegLib.tissues import SegmentOptions  # noqa: E402
 from training.phantom import phantom_volume  # noqa: E402
 

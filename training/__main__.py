@@ -28,8 +28,8 @@ def _train(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from AdiposeSegLib.model_card import load_model
-    from AdiposeSegLib.safe_write import write_text
+    from AdiposeSegLib.model.model_card import load_model
+    from AdiposeSegLib.reporting.safe_write import write_text
     from AdiposeSegLib.tissues import SegmentOptions
 
     from .dataset import read_dataset
@@ -49,7 +49,7 @@ def _evaluate(args) -> int:
 def _phantoms(args) -> int:
     import SimpleITK as sitk
 
-    from AdiposeSegLib.writers import write_segmentation
+    from AdiposeSegLib.reporting.writers import write_segmentation
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

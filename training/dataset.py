@@ -4,7 +4,7 @@ A case is a CT (DICOM folder, NRRD, NIfTI, MHA) plus labels: a Slicer .seg.nrrd 
 to SAT / VAT / Muscle / IMAT by name), a label-map volume, or separate binary masks.
 A dataset is a folder with `manifest.csv` (what the Slicer module's "Save as ground truth" writes)
 or, without one, pairs `NAME.<ext>` + `NAME.seg.nrrd` / `NAME_labels.<ext>`.
-Slices reach the network through the engine's own preprocessing (`AdiposeSegLib.preprocess`).
+Slices reach the network through the engine's own preprocessing (`AdiposeSegLib.model.preprocess`).
 """
 from __future__ import annotations
 
@@ -17,12 +17,12 @@ import SimpleITK as sitk
 import torch
 
 from AdiposeSegLib.errors import InputReadError
-from AdiposeSegLib.evaluate import on_reference_grid
-from AdiposeSegLib.image_io import read_ct
-from AdiposeSegLib.labels_io import labels_from_masks, read_label_map
-from AdiposeSegLib.manifest import MANIFEST, MANIFEST_COLUMNS, read_manifest
-from AdiposeSegLib.orientation import to_canonical
-from AdiposeSegLib.preprocess import GridMapping, hu_to_grid, labels_to_grid
+from AdiposeSegLib.measuring.evaluate import on_reference_grid
+from AdiposeSegLib.reading.image_io import read_ct
+from AdiposeSegLib.reading.labels_io import labels_from_masks, read_label_map
+from AdiposeSegLib.reporting.manifest import MANIFEST, MANIFEST_COLUMNS, read_manifest
+from AdiposeSegLib.reading.orientation import to_canonical
+from AdiposeSegLib.model.preprocess import GridMapping, hu_to_grid, labels_to_grid
 
 IMAGE_SUFFIXES = (".nrrd", ".nii.gz", ".nii", ".mha")
 

@@ -7,10 +7,10 @@ import math
 
 import numpy as np
 
-from AdiposeSegLib.evaluate import compare
-from AdiposeSegLib.model_card import LoadedModel
-from AdiposeSegLib.pipeline import segment_image
-from AdiposeSegLib.progress import RunControl
+from AdiposeSegLib.measuring.evaluate import compare
+from AdiposeSegLib.model.model_card import LoadedModel
+from AdiposeSegLib.running.pipeline import segment_image
+from AdiposeSegLib.running.progress import RunControl
 from AdiposeSegLib.tissues import SegmentOptions
 
 from .dataset import CaseSpec, load_case

@@ -18,11 +18,11 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-from AdiposeSegLib.evaluate import compare_arrays
-from AdiposeSegLib.model_card import LoadedModel, ModelCard, load_model, save_model
-from AdiposeSegLib.networks import build_network
-from AdiposeSegLib.pipeline import segment_image
-from AdiposeSegLib.progress import RunControl
+from AdiposeSegLib.measuring.evaluate import compare_arrays
+from AdiposeSegLib.model.model_card import LoadedModel, ModelCard, load_model, save_model
+from AdiposeSegLib.model.networks import build_network
+from AdiposeSegLib.running.pipeline import segment_image
+from AdiposeSegLib.running.progress import RunControl
 from AdiposeSegLib.tissues import LABELS, NAMES, SegmentOptions
 
 from .augment import augment
@@ -140,7 +140,7 @@ def _save_checkpoint(path: Path, **state) -> None:
 
 def train(cfg: TrainConfig) -> dict:
     """Train (or resume) into cfg.out; returns the summary that also goes into the model card."""
-    from AdiposeSegLib.device import resolve_device
+    from AdiposeSegLib.model.device import resolve_device
 
     rank, world = _rank()
     distributed = world > 1

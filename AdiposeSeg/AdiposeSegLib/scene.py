@@ -21,18 +21,18 @@ import vtk
 
 import slicer
 
-from .batch import run_batch
-from .child_job import ChildSegmentation
+from .running.batch import run_batch
+from .running.child_job import ChildSegmentation
 from .errors import AdiposeSegError, OutputError
-from .manifest import MANIFEST, manifest_text, read_manifest
-from .model_card import LoadedModel, load_model
-from .orientation import from_canonical, to_canonical
-from .pipeline import SegmentationResult, segment_image, statistics_for_labels
-from .progress import RunControl
-from .safe_write import atomic_path, write_text
-from .statistics import SLICE_COLUMNS, Statistics
+from .reporting.manifest import MANIFEST, manifest_text, read_manifest
+from .model.model_card import LoadedModel, load_model
+from .reading.orientation import from_canonical, to_canonical
+from .running.pipeline import SegmentationResult, segment_image, statistics_for_labels
+from .running.progress import RunControl
+from .reporting.safe_write import atomic_path, write_text
+from .measuring.statistics import SLICE_COLUMNS, Statistics
 from .tissues import COLORS, LABELS, NAMES, SegmentOptions, label_for_name
-from .writers import terminology_tag, write_segmentation
+from .reporting.writers import terminology_tag, write_segmentation
 
 SEGMENTATION_REFERENCE = "AdiposeSegSegmentation"   # volume -> its AdiposeSeg segmentation
 TABLE_REFERENCE = "AdiposeSegTable"                  # segmentation -> statistics table
@@ -450,7 +450,7 @@ class SceneLogic:
         if not previous:
             volumeNode.SetAttribute(PREVIOUS_DISPLAY_ATTRIBUTE, "{};{};{!r};{!r}".format(
                 display.GetColorNodeID() or "", int(display.GetAutoWindowLevel()), display.GetWindow(), display.GetLevel()))
-        from .overlay import DENSE_HU, GRAY_WINDOW, false_colour
+        from .reporting.overlay import DENSE_HU, GRAY_WINDOW, false_colour
 
         colorNode = self.scene.GetFirstNodeByName(FALSE_COLOUR_NAME)
         lo, hi = GRAY_WINDOW[0], DENSE_HU[1]
@@ -470,7 +470,7 @@ class SceneLogic:
     def processFiles(self, paths, outputDir, options: SegmentOptions | None = None, workers: int = 1, cancelEvent=None,
                      labelmapFormat: str | None = None):
         """Segment files from disk (one result folder each, summary.csv); bad files are reported, not fatal."""
-        from .batch import find_inputs
+        from .running.batch import find_inputs
 
         inputs = find_inputs(paths)
         return run_batch(inputs, outputDir, self.model(), options or self.options, workers=workers,

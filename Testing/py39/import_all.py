@@ -87,7 +87,7 @@ def _not_on_39(tree: ast.AST, path: Path) -> list[str]:
 def files() -> list[Path]:
     out = [ROOT / "AdiposeSeg" / "AdiposeSeg.py"]
     for folder in ("AdiposeSeg/AdiposeSegLib", "training"):
-        out += sorted((ROOT / folder).glob("*.py"))
+        out += sorted((ROOT / folder).rglob("*.py"))
     return out
 
 
@@ -108,10 +108,9 @@ def main() -> int:
         relative = path.relative_to(ROOT)
         if relative.parts[0] == "AdiposeSeg" and relative.parts[1] != "AdiposeSegLib":
             name = path.stem
-        elif relative.parts[0] == "training":
-            name = "training" if path.stem == "__init__" else f"training.{path.stem}"
         else:
-            name = "AdiposeSegLib" if path.stem == "__init__" else f"AdiposeSegLib.{path.stem}"
+            parts = relative.with_suffix("").parts[1:] if relative.parts[0] == "AdiposeSeg" else relative.with_suffix("").parts
+            name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
         try:
             importlib.import_module(name)
         except Exception as exc:  # report every file, not just the first

@@ -10,7 +10,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from .errors import ImageShapeError, NotCTError
+from ..errors import ImageShapeError, NotCTError
 
 AIR_BAND = (-1150.0, -800.0)      # air (and lung) in any calibrated CT
 BODY_HU = -500.0                  # above this: body (and table)

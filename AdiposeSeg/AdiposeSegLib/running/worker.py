@@ -1,4 +1,4 @@
-"""The child-process side of a background run: `python -m AdiposeSegLib.worker WORK_FOLDER`.
+"""The child-process side of a background run: `python -m AdiposeSegLib.running.worker WORK_FOLDER`.
 
 Slicer's main thread holds the GIL, so a Python thread in Slicer's process barely runs; the module
 therefore runs the engine here, in a separate interpreter (Slicer's PythonSlicer). The request and
@@ -72,11 +72,11 @@ def run(folder: Path) -> int:
     report.starting("starting PyTorch")
     import SimpleITK as sitk
 
-    from .errors import AdiposeSegError
-    from .model_card import load_model
+    from ..errors import AdiposeSegError
+    from ..model.model_card import load_model
     from .pipeline import segment_image
     from .progress import RunControl
-    from .tissues import options_from_dict
+    from ..tissues import options_from_dict
 
     request = json.loads((folder / REQUEST).read_text())
     try:
@@ -111,7 +111,7 @@ def run(folder: Path) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
-        print("usage: python -m AdiposeSegLib.worker WORK_FOLDER", file=sys.stderr)
+        print("usage: python -m AdiposeSegLib.running.worker WORK_FOLDER", file=sys.stderr)
         return 2
     code = run(Path(argv[0]))
     sys.stdout.flush()

@@ -8,7 +8,7 @@ import SimpleITK as sitk
 
 from . import dicom
 from .discover import VOLUME_SUFFIXES, is_volume_file, looks_like_dicom  # noqa: F401  (re-exported)
-from .errors import ImageShapeError, InputReadError, NotCTError
+from ..errors import ImageShapeError, InputReadError, NotCTError
 from .hu_checks import check_hounsfield, check_body_size, replace_outside_fov_nan
 
 MIN_INPLANE_PIXELS = 32

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 from .safe_write import write_text
-from .tissues import LABELS, NAMES
+from ..tissues import LABELS, NAMES
 
 SUMMARY_COLUMNS = (["case_id", "status", "source", "series_uid", "input_sha256", "model", "model_weights_sha256",
                     "options", "message", "slices"]

@@ -7,7 +7,7 @@ import os
 import shutil
 from pathlib import Path
 
-from .errors import OutputError
+from ..errors import OutputError
 
 
 def _explain(path: Path, exc: BaseException) -> OutputError:

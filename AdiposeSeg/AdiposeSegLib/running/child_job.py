@@ -18,13 +18,13 @@ from pathlib import Path
 import SimpleITK as sitk
 
 from . import worker
-from .errors import AdiposeSegError, Cancelled
+from ..errors import AdiposeSegError, Cancelled
 from .pipeline import SegmentationResult
-from .statistics import Statistics
-from .tissues import SegmentOptions, options_to_dict
+from ..measuring.statistics import Statistics
+from ..tissues import SegmentOptions, options_to_dict
 
-ENGINE_ROOT = Path(__file__).resolve().parents[1]  # the folder that holds AdiposeSegLib
-BOOTSTRAP = "import sys; sys.path.insert(0, sys.argv[1]); from AdiposeSegLib.worker import main; sys.exit(main(sys.argv[2:]))"
+ENGINE_ROOT = Path(__file__).resolve().parents[2]  # the folder that holds AdiposeSegLib
+BOOTSTRAP = "import sys; sys.path.insert(0, sys.argv[1]); from AdiposeSegLib.running.worker import main; sys.exit(main(sys.argv[2:]))"
 
 
 class ChildRunError(AdiposeSegError):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import SimpleITK as sitk
 
-from .errors import AdiposeSegError
+from ..errors import AdiposeSegError
 
 
 def run_demo(out: Path, device: str = "auto", model_dir: str | None = None, quiet: bool = False) -> int:
@@ -14,13 +14,13 @@ def run_demo(out: Path, device: str = "auto", model_dir: str | None = None, quie
         from training.phantom import phantom_volume
     except ImportError:
         raise AdiposeSegError("the demo needs the training package for its phantom; install with `pip install -e .`") from None
-    from .evaluate import compare
-    from .model_card import load_model
+    from ..measuring.evaluate import compare
+    from ..model.model_card import load_model
     from .pipeline import segment_image
     from .progress import RunControl
-    from .results import write_results
-    from .tissues import SegmentOptions
-    from .writers import write_segmentation
+    from ..reporting.results import write_results
+    from ..tissues import SegmentOptions
+    from ..reporting.writers import write_segmentation
 
     out.mkdir(parents=True, exist_ok=True)
     ct, truth = phantom_volume(seed=2026, size=512, slices=16, spacing=0.85, slice_thickness=2.5)

@@ -6,10 +6,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .identity import strip_suffix
-from .model_card import LoadedModel
+from ..running.identity import strip_suffix
+from ..model.model_card import LoadedModel
 from .overlay import choose_slices, write_montage
-from .pipeline import SegmentationResult
+from ..running.pipeline import SegmentationResult
 from .publish import publish, staging_folder
 from .writers import write_labelmap, write_segmentation, write_statistics_csv, write_summary_json
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .safe_write import atomic_path
-from .tissues import COLORS, LABELS
+from ..tissues import COLORS, LABELS
 
 GRAY_WINDOW = (-200.0, 250.0)
 DENSE_HU = (200.0, 1200.0)   # start and saturation of the blue scale

@@ -8,7 +8,7 @@ import torch
 
 from .model_card import LoadedModel
 from .preprocess import GridMapping, hu_to_grid, logits_to_native
-from .progress import RunControl
+from ..running.progress import RunControl
 
 
 def predict_classes(

@@ -10,14 +10,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import SimpleITK as sitk
 
-from .device import resolve_device
-from .image_io import validate_ct
-from .model_card import LoadedModel
-from .orientation import from_canonical, to_canonical
-from .postprocess import gate, remove_islands
+from ..model.device import resolve_device
+from ..reading.image_io import validate_ct
+from ..model.model_card import LoadedModel
+from ..reading.orientation import from_canonical, to_canonical
+from ..measuring.postprocess import gate, remove_islands
 from .progress import RunControl
-from .statistics import Statistics, compute_statistics
-from .tissues import SegmentOptions
+from ..measuring.statistics import Statistics, compute_statistics
+from ..tissues import SegmentOptions
 
 
 @dataclass
@@ -82,7 +82,7 @@ def segment_image(
     control: RunControl | None = None,
     l3_slice: int | None = None,
 ) -> SegmentationResult:
-    from .inference import predict_classes  # imports torch: only when a run needs the network
+    from ..model.inference import predict_classes  # imports torch: only when a run needs the network
 
     options = options or SegmentOptions()
     control = control or RunControl()

@@ -7,9 +7,9 @@ import sys
 import time
 from pathlib import Path
 
-from . import __version__
-from .errors import AdiposeSegError, Cancelled
-from .tissues import HUWindows, SegmentOptions, NAMES, LABELS
+from .. import __version__
+from ..errors import AdiposeSegError, Cancelled
+from ..tissues import HUWindows, SegmentOptions, NAMES, LABELS
 
 
 def _window(text: str) -> tuple[float, float]:
@@ -70,11 +70,11 @@ def _progress_bar(total: int, desc: str, quiet: bool):
 
 def cmd_segment(args) -> int:
     from .identity import input_identity, run_key
-    from .image_io import read_ct
-    from .model_card import load_model
+    from ..reading.image_io import read_ct
+    from ..model.model_card import load_model
     from .pipeline import segment_image
     from .progress import RunControl
-    from .results import case_id_for, write_results
+    from ..reporting.results import case_id_for, write_results
 
     options = _options(args)
     case_id = args.case_id or case_id_for(args.input)
@@ -84,7 +84,7 @@ def cmd_segment(args) -> int:
     read_s = time.perf_counter() - t0
     model = load_model(args.model)
     if args.l3 is not None:
-        from .orientation import to_canonical
+        from ..reading.orientation import to_canonical
 
         count = to_canonical(image).GetSize()[2]
         if not 0 <= args.l3 < count:
@@ -121,7 +121,7 @@ def cmd_batch(args) -> int:
     from tqdm import tqdm
 
     from .batch import find_inputs, parse_shard, run_batch
-    from .model_card import load_model
+    from ..model.model_card import load_model
 
     shard = parse_shard(args.shard) if args.shard else None
     inputs = find_inputs(args.input)
@@ -145,7 +145,7 @@ def cmd_batch(args) -> int:
 
 
 def cmd_aggregate(args) -> int:
-    from .aggregate import aggregate
+    from ..reporting.aggregate import aggregate
     from .batch import find_inputs
     from .identity import case_ids
 
@@ -164,8 +164,8 @@ def cmd_aggregate(args) -> int:
 def cmd_evaluate(args) -> int:
     import math
 
-    from .evaluate import compare
-    from .labels_io import read_label_map
+    from ..measuring.evaluate import compare
+    from ..reading.labels_io import read_label_map
 
     result = compare(read_label_map(args.pred, refuse_binary=True), read_label_map(args.ref, refuse_binary=True),
                      allow_resample=args.resample)

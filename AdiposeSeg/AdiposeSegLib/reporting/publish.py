@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .errors import OutputError
+from ..errors import OutputError
 from .safe_write import _explain
 
 STAGING_PREFIX = ".adiposeseg-staging-"

@@ -5,7 +5,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .tissues import LABELS, NAMES
+from ..tissues import LABELS, NAMES
 
 SLICE_COLUMNS = (
     ["slice", "z_mm"]

@@ -1,6 +1,6 @@
 """The module's Slicer terminology context (.term.json), written from tissues.TERMINOLOGY.
 
-`python -m AdiposeSegLib.terminology` rewrites the shipped file; a test checks it is current.
+`python -m AdiposeSegLib.reporting.terminology` rewrites the shipped file; a test checks it is current.
 """
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import json
 import sys
 from pathlib import Path
 
-from .tissues import COLORS, DESCRIPTIONS, LABELS, TERMINOLOGY, TERMINOLOGY_CONTEXT
+from ..tissues import COLORS, DESCRIPTIONS, LABELS, TERMINOLOGY, TERMINOLOGY_CONTEXT
 
-TERM_FILE = Path(__file__).resolve().parents[1] / "Resources" / "SegmentationCategoryTypeModifier-AdiposeSeg.term.json"
+TERM_FILE = Path(__file__).resolve().parents[2] / "Resources" / "SegmentationCategoryTypeModifier-AdiposeSeg.term.json"
 
 
 def terminology_json() -> dict:

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import SimpleITK as sitk
 
-from .errors import InputReadError
-from .tissues import LABELS, NAMES
+from ..errors import InputReadError
+from ..tissues import LABELS, NAMES
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:

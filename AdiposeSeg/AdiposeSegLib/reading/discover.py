@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Iterable
 
-from .errors import AdiposeSegError
+from ..errors import AdiposeSegError
 
 VOLUME_SUFFIXES = (".nrrd", ".nhdr", ".nii", ".nii.gz", ".mha", ".mhd")
 OUTPUT_MARKS = (".seg.nrrd", "_labels.nrrd", "_labels.nii.gz", "_labels.nii", "_labels.mha")

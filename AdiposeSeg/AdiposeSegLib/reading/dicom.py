@@ -19,7 +19,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .discover import is_hidden, looks_like_dicom
-from .errors import InputReadError, NotCTError
+from ..errors import InputReadError, NotCTError
 
 POSITION_TOLERANCE_MM = 0.01
 SPACING_TOLERANCE = 0.05          # relative deviation of one slice step from the series' step

@@ -10,8 +10,8 @@ import re
 import numpy as np
 import SimpleITK as sitk
 
-from .errors import InputReadError
-from .tissues import LABELS, NAMES, label_for_name
+from ..errors import InputReadError
+from ..tissues import LABELS, NAMES, label_for_name
 
 
 def _read(path: str) -> sitk.Image:

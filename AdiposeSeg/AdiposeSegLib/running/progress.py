@@ -4,7 +4,7 @@ from __future__ import annotations
 import threading
 from typing import Callable
 
-from .errors import Cancelled
+from ..errors import Cancelled
 
 ProgressCallback = Callable[[float, str], None]
 

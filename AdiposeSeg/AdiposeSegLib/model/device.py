@@ -1,7 +1,7 @@
 """Choosing the compute device: auto picks cuda > mps > cpu."""
 from __future__ import annotations
 
-from .errors import AdiposeSegError
+from ..errors import AdiposeSegError
 
 CHOICES = ("auto", "cuda", "mps", "cpu")
 

@@ -5,7 +5,7 @@ import numpy as np
 from scipy import ndimage
 
 from .masks import mask_bounds
-from .tissues import BACKGROUND, IMAT, LABELS, MUSCLE, SAT, VAT, HUWindows
+from ..tissues import BACKGROUND, IMAT, LABELS, MUSCLE, SAT, VAT, HUWindows
 
 # Connectivity inside a slice only: islands are judged slice by slice, as areas are reported.
 _IN_PLANE = np.zeros((3, 3, 3), dtype=bool)

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from .masks import mask_bounds
+from ..measuring.masks import mask_bounds
 from .safe_write import atomic_path, write_text
-from .statistics import SLICE_COLUMNS, Statistics
-from .tissues import COLORS, LABELS, NAMES, TERMINOLOGY, TERMINOLOGY_CONTEXT
+from ..measuring.statistics import SLICE_COLUMNS, Statistics
+from ..tissues import COLORS, LABELS, NAMES, TERMINOLOGY, TERMINOLOGY_CONTEXT
 
 ANATOMY_CONTEXT = "Anatomic codes - DICOM master list"
 

@@ -12,13 +12,13 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ModelError
-from .tissues import NAMES
+from ..errors import ModelError
+from ..tissues import NAMES
 
 CARD_FILE = "model.json"
 WEIGHTS_FILE = "model.pt"
 DEFAULT_MODEL_NAME = "adiposeseg-unet-default"
-MODELS_DIR = Path(__file__).resolve().parents[1] / "Resources" / "Models"
+MODELS_DIR = Path(__file__).resolve().parents[2] / "Resources" / "Models"
 
 
 @dataclass

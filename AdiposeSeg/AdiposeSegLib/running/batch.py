@@ -17,18 +17,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .aggregate import aggregate, summary_csv_text
-from .discover import find_inputs, looks_like_dicom  # noqa: F401  (find_inputs: part of the batch API)
-from .errors import AdiposeSegError, Cancelled
+from ..reporting.aggregate import aggregate, summary_csv_text
+from ..reading.discover import find_inputs, looks_like_dicom  # noqa: F401  (find_inputs: part of the batch API)
+from ..errors import AdiposeSegError, Cancelled
 from .identity import case_ids, input_identity, run_key
-from .image_io import read_ct
-from .model_card import LoadedModel
+from ..reading.image_io import read_ct
+from ..model.model_card import LoadedModel
 from .pipeline import segment_image
 from .progress import RunControl
-from .publish import clean_leftovers
-from .results import write_results
-from .safe_write import write_text
-from .tissues import SegmentOptions
+from ..reporting.publish import clean_leftovers
+from ..reporting.results import write_results
+from ..reporting.safe_write import write_text
+from ..tissues import SegmentOptions
 
 
 @dataclass

@@ -10,7 +10,7 @@ import os
 import re
 from pathlib import Path
 
-from .tissues import SegmentOptions, options_to_dict
+from ..tissues import SegmentOptions, options_to_dict
 
 _CHUNK = 1 << 20
 
@@ -47,7 +47,7 @@ def input_identity(source: str | os.PathLike, series_uid: str | None = None, fil
 
 def model_fingerprint(model) -> str:
     """sha256 of the model's weights file (name and version alone do not prove the same network)."""
-    from .model_card import WEIGHTS_FILE
+    from ..model.model_card import WEIGHTS_FILE
 
     weights = Path(model.directory) / WEIGHTS_FILE
     h = hashlib.sha256()

@@ -1,0 +1,1 @@
+"""From network classes to tissue labels and numbers: HU gating, statistics, agreement."""

@@ -1,0 +1,1 @@
+"""The networks, model folders and cards, devices, and inference on the model grid."""

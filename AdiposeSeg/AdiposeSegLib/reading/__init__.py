@@ -1,0 +1,1 @@
+"""Reading inputs: CT volumes and DICOM series (with their checks), label maps, orientation."""

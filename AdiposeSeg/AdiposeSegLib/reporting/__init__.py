@@ -1,0 +1,1 @@
+"""Everything written: segmentations, tables, overlays, result sets, cohort tables."""
