@@ -39,3 +39,46 @@ def test_slicer_util_and_mrml_names_exist():
         assert hasattr(slicer, name), f"slicer.{name}"
     assert hasattr(slicer.vtkMRMLLayoutNode, "SlicerLayoutFourUpPlotTableView")
     assert hasattr(slicer.vtkMRMLPlotSeriesNode, "PlotTypeScatter")
+
+
+def _module_class(name: str) -> ast.ClassDef:
+    tree = ast.parse(MODULE.read_text())
+    return next(node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == name)
+
+
+def test_logic_pops_no_dialogs():
+    """Dialogs belong to the widget: the Logic is also the console and batch API (issue 8)."""
+    source = ast.unparse(_module_class("AdiposeSegLogic"))
+    for dialog in ("errorDisplay", "confirmYesNoDisplay", "confirmOkCancelDisplay", "warningDisplay", "infoDisplay",
+                   "QMessageBox", "askConfirmation=True"):
+        assert dialog not in source, dialog
+
+
+def test_numeric_parameters_carry_the_ui_limits():
+    """Slicer's parameter-node connector resets a spin box to the parameter's range: without WithinRange
+    an int gets +-2^31 and the .ui limits are lost (issue 8)."""
+    import xml.etree.ElementTree as ET
+
+    ui = ET.parse(ROOT / "AdiposeSeg" / "Resources" / "UI" / "AdiposeSeg.ui")
+    limits = {}
+    for widget in ui.iter("widget"):
+        props = {p.get("name"): p for p in widget.findall("property")}
+        if "SlicerParameterName" in props and "minimum" in props:
+            value = lambda p: float(next(iter(p)).text)  # noqa: E731
+            limits[props["SlicerParameterName"].find("string").text] = (value(props["minimum"]), value(props["maximum"]))
+    fields = {}
+    for node in _module_class("AdiposeSegParameterNode").body:
+        if isinstance(node, ast.AnnAssign):
+            fields[node.target.id] = ast.unparse(node.annotation)
+    assert limits, "no spin box bound to a parameter in the .ui"
+    for name, (lo, hi) in limits.items():
+        annotation = fields[name]
+        m = re.search(r"WithinRange\(([-\d.]+), ([-\d.]+)\)", annotation)
+        assert m, f"{name}: {annotation} has no WithinRange"
+        assert (float(m.group(1)), float(m.group(2))) == (lo, hi), name
+
+
+def test_widget_setup_does_not_import_torch():
+    setup = next(n for n in _module_class("AdiposeSegWidget").body if isinstance(n, ast.FunctionDef) and n.name == "setup")
+    source = ast.unparse(setup)
+    assert "import torch" not in source and "probe=False" in source
