@@ -113,6 +113,7 @@ def validation_cases(cfg: TrainConfig, val_cases: list[Case]) -> list[Case]:
 def validate(model: LoadedModel, cases: list[Case], device: str) -> dict:
     """Mean Dice per tissue over whole validation volumes, through the inference pipeline (HU gate included)."""
     options = SegmentOptions(device=device)
+    model.weights_changed()
     per_case = {}
     for case in cases:
         result = segment_image(case.image, model, options, RunControl())

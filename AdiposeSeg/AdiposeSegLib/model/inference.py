@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from .model_card import LoadedModel
-from .preprocess import GridMapping, hu_to_grid, logits_to_native
+from .preprocess import GridMapping, classes_on_native, hu_to_grid
 from ..running.progress import RunControl
 
 
@@ -23,10 +23,9 @@ def predict_classes(
     control = control or RunControl()
     card = model.card
     mapping = GridMapping.for_slice(hu.shape[1:], spacing_rc, card.pixel_spacing_mm, card.grid_pixels)
-    network = model.network
+    network = model.inference_network()
     if next(network.parameters()).device.type != device:
         network.to(device)
-    network.eval()
     out = np.zeros(hu.shape, dtype=np.uint8)
     n = hu.shape[0]
     autocast = torch.autocast("cuda", dtype=torch.float16) if device == "cuda" else contextlib.nullcontext()
@@ -36,7 +35,6 @@ def predict_classes(
             stop = min(n, start + batch_size)
             x = hu_to_grid(hu[start:stop], mapping, card.hu_window, device=device)
             logits = network(x)
-            native = logits_to_native(logits, mapping)
-            out[start:stop] = native.argmax(dim=1).to("cpu", torch.uint8).numpy()
+            out[start:stop] = classes_on_native(logits, mapping).cpu().numpy()
             control.report(stop / n, f"segmented slice {stop} of {n}")
     return out

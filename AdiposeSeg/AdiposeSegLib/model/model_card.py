@@ -98,6 +98,19 @@ class LoadedModel:
     card: ModelCard
     network: "object"  # torch.nn.Module in eval mode
     directory: Path
+    _fused: "object" = None
+
+    def inference_network(self):
+        """The network with batch norm folded into its convolutions (made once; training keeps `network`)."""
+        if self._fused is None:
+            from .networks import fused_for_inference
+
+            self._fused = fused_for_inference(self.network)
+        return self._fused
+
+    def weights_changed(self) -> None:
+        """Call after training steps: the folded copy is made again from the new weights."""
+        self._fused = None
 
 
 def load_model(model_dir: str | os.PathLike | None = None, device: str = "cpu") -> LoadedModel:

@@ -95,3 +95,31 @@ def build_network(arch: str, num_classes: int = 5, **kwargs) -> nn.Module:
     except KeyError:
         raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}") from None
     return cls(num_classes=num_classes, **kwargs)
+
+
+def fused_for_inference(network: nn.Module) -> nn.Module:
+    """A copy of `network` in eval mode with every BatchNorm2d folded into the Conv2d before it.
+
+    The same function up to float rounding, with one pass over each feature map less; for
+    inference only (the original, with its BatchNorm layers, is what training and saving use)."""
+    import copy
+
+    fused = copy.deepcopy(network).eval()
+    for container in fused.modules():
+        if not isinstance(container, nn.Sequential):
+            continue
+        layers = list(container)
+        for i in range(len(layers) - 1):
+            conv, bn = layers[i], layers[i + 1]
+            if not (isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d)):
+                continue
+            scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
+            folded = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                               conv.dilation, conv.groups, bias=True).to(conv.weight.device)
+            with torch.no_grad():
+                folded.weight.copy_(conv.weight * scale[:, None, None, None])
+                bias = conv.bias.detach() if conv.bias is not None else torch.zeros_like(bn.running_mean)
+                folded.bias.copy_((bias - bn.running_mean) * scale + bn.bias.detach())
+            container[i] = folded
+            container[i + 1] = nn.Identity()
+    return fused
