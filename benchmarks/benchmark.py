@@ -45,7 +45,7 @@ def timed(fn, *args, **kwargs):
 
 def network_throughput(model, device: str, size: int, batch: int, repeats: int = 3) -> float:
     """Slices per second through the network alone on (batch, 1, size, size) inputs."""
-    net = model.network.to(device).eval()
+    net = model.inference_network().to(device)  # what the pipeline runs: batch norm folded
     x = torch.randn(batch, 1, size, size, device=device)
     ctx = torch.autocast("cuda", dtype=torch.float16) if device == "cuda" else torch.autocast("cpu", enabled=False)
     with torch.inference_mode(), ctx:
