@@ -97,3 +97,22 @@ def tiny_disk(tmp_path):
         pytest.skip("mounting a tmpfs needs root")
     yield mount
     subprocess.run(["umount", str(mount)], check=True)
+
+
+@pytest.fixture
+def scene():
+    """A real, empty MRML scene (slicer-core), set as slicer.mrmlScene for slicer.util."""
+    slicer = pytest.importorskip("slicer", reason="slicer-core is part of the test requirements")
+    s = slicer.vtkMRMLScene()
+    slicer.mrmlScene = s
+    yield s
+    s.Clear(1)
+
+
+@pytest.fixture
+def logic(scene, tiny_model_dir):
+    """SceneLogic on that scene with the tiny untrained model, on the CPU."""
+    from AdiposeSegLib.scene import SceneLogic
+    from AdiposeSegLib.tissues import SegmentOptions
+
+    return SceneLogic(scene, model_dir=str(tiny_model_dir), options=SegmentOptions(device="cpu"))

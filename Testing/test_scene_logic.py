@@ -10,16 +10,8 @@ slicer = pytest.importorskip("slicer", reason="slicer-core is part of the test r
 
 from AdiposeSegLib.reading.image_io import read_ct
 from AdiposeSegLib.running.pipeline import segment_image
-from AdiposeSegLib.scene import EditedSegmentationError, SceneLogic, image_from_volume_node, volume_node_from_image
+from AdiposeSegLib.scene import EditedSegmentationError, image_from_volume_node, volume_node_from_image
 from AdiposeSegLib.tissues import COLORS, LABELS, NAMES, TERMINOLOGY, SegmentOptions
-
-
-@pytest.fixture
-def scene():
-    s = slicer.vtkMRMLScene()
-    slicer.mrmlScene = s
-    yield s
-    s.Clear(1)
 
 
 @pytest.fixture
@@ -27,11 +19,6 @@ def ct_node(scene, example_ct_sm):
     image = read_ct(example_ct_sm)
     node = volume_node_from_image(scene, image, "example_ct_sm")
     return node
-
-
-@pytest.fixture
-def logic(scene, tiny_model_dir):
-    return SceneLogic(scene, model_dir=str(tiny_model_dir), options=SegmentOptions(device="cpu"))
 
 
 def test_volume_node_geometry_round_trip(ct_node, example_ct_sm):

@@ -21,14 +21,6 @@ from AdiposeSegLib.tissues import LABELS, NAMES, SegmentOptions
 
 
 @pytest.fixture
-def scene():
-    s = slicer.vtkMRMLScene()
-    slicer.mrmlScene = s
-    yield s
-    s.Clear(1)
-
-
-@pytest.fixture
 def image(example_ct_sm):
     return read_ct(example_ct_sm)
 
@@ -39,11 +31,6 @@ def two_cts(scene, image):
     mirrored = sitk.GetImageFromArray(sitk.GetArrayFromImage(image)[:, :, ::-1].copy())
     mirrored.CopyInformation(image)
     return volume_node_from_image(scene, image, "CT1"), volume_node_from_image(scene, mirrored, "CT2")
-
-
-@pytest.fixture
-def logic(scene, tiny_model_dir):
-    return SceneLogic(scene, model_dir=str(tiny_model_dir), options=SegmentOptions(device="cpu"))
 
 
 def _import(scene, logic, seg_node, ct_node, labels):
