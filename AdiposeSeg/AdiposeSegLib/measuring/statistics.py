@@ -49,8 +49,8 @@ def compute_statistics(
     voxel_volume = pixel_area * float(spacing_xyz[2])
     n = labels.shape[0]
     indices = np.arange(n) if slice_indices is None else np.asarray(slice_indices)
-    flat_labels = labels.reshape(n, -1).astype(np.int64)
-    flat_hu = hu.reshape(n, -1).astype(np.float64)
+    flat_labels = labels.reshape(n, -1)  # no whole-volume casts: bincount converts a slice at a time
+    flat_hu = hu.reshape(n, -1)
     rows = []
     counts_total = {k: 0 for k in LABELS}
     hu_total = {k: 0.0 for k in LABELS}
