@@ -173,3 +173,18 @@ def test_nested_layouts_no_preamble_and_macos_files_are_found(plain_series, tmp_
     assert [p.split("cohort/")[1] for p in found] == ["DICOM/ST000/SE000", "patient1/study/series", "patient3/CT"]
     image = read_ct(bare)
     assert np.array_equal(sitk.GetArrayViewFromImage(image), sitk.GetArrayViewFromImage(read_ct(plain_series)))
+
+
+def test_orientation_jitter_does_not_split_a_series(plain_series, tmp_path):
+    folder = _copy(plain_series, tmp_path / "s")
+    for k in range(0, 20, 2):  # cosines written as 0.0004999 / 0.0005001 by alternate slices
+        ds = pydicom.dcmread(folder / f"{k:03d}.dcm")
+        ds.ImageOrientationPatient = [1, 0.0005001, 0, 0, 1, 0]
+        ds.save_as(folder / f"{k:03d}.dcm", enforce_file_format=True)
+    for k in range(1, 20, 2):
+        ds = pydicom.dcmread(folder / f"{k:03d}.dcm")
+        ds.ImageOrientationPatient = [1, 0.0004999, 0, 0, 1, 0]
+        ds.save_as(folder / f"{k:03d}.dcm", enforce_file_format=True)
+    info = {}
+    assert read_ct(folder, info=info).GetSize()[2] == 20
+    assert "set_aside_files" not in info["quality"]

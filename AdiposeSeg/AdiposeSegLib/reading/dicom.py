@@ -192,15 +192,22 @@ def _set_aside(slices: list[Slice], source: str, info: dict) -> list[Slice]:
     keep = [s for s in slices if not s.is_localizer]
     aside = [s for s in slices if s.is_localizer]
     if keep:
-        def key(s):
-            return (tuple(round(v, 3) for v in s.orientation) if s.orientation else None, s.rows, s.cols)
-
-        counts: dict = {}
+        # group by orientation (within a tolerance: scanners write cosines with jitter) and size
+        groups: list[tuple[Slice, list[Slice]]] = []
         for s in keep:
-            counts[key(s)] = counts.get(key(s), 0) + 1
-        main = max(counts, key=counts.get)
-        aside += [s for s in keep if key(s) != main]
-        keep = [s for s in keep if key(s) == main]
+            for reference, members in groups:
+                if (s.rows, s.cols) == (reference.rows, reference.cols) and (
+                        (s.orientation is None and reference.orientation is None)
+                        or (s.orientation is not None and reference.orientation is not None
+                            and np.allclose(s.orientation, reference.orientation, atol=1e-3))):
+                    members.append(s)
+                    break
+            else:
+                groups.append((s, [s]))
+        main = max(groups, key=lambda g: len(g[1]))[1]
+        chosen = {id(s) for s in main}
+        aside += [s for s in keep if id(s) not in chosen]
+        keep = main
     if not keep:
         raise InputReadError(f"{source}: the series holds only localizer (scout) images; give the axial CT series")
     if aside:
