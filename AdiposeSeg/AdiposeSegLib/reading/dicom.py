@@ -116,6 +116,21 @@ def describe(slices: list[Slice]) -> dict:
             "body_part": first.header.get("BodyPartExamined", "")}
 
 
+def patient_from_header(header: dict) -> dict:
+    """Height (m), weight (kg) and sex as the DICOM header records them; missing values are absent."""
+    out: dict = {"source": "DICOM header"}
+    for key, tag in (("height_m", "PatientSize"), ("weight_kg", "PatientWeight")):
+        try:
+            value = float(header.get(tag) or 0)
+        except ValueError:
+            value = 0.0
+        if value > 0:
+            out[key] = value
+    if header.get("PatientSex", "").upper() in ("M", "F"):
+        out["sex"] = header["PatientSex"].upper()
+    return out
+
+
 def _series_step(slices: list[Slice]) -> float:
     usable = [s for s in slices if s.position and s.orientation and not s.is_localizer]
     if len(usable) < 2:
@@ -180,6 +195,7 @@ def read_slices(slices: list[Slice], source: str, info: dict) -> sitk.Image:
         raise NotCTError(f"{source}: DICOM modality is {modality}, not CT; AdiposeSeg measures fat and muscle on CT only")
     info["series"] = describe(slices)
     info["files"] = [s.path for s in slices]
+    info["patient"] = patient_from_header(slices[0].header)
     info["quality"]["contrast"] = info["series"]["contrast_agent"]
     slices = _set_aside(slices, source, info)
     ordered, geometry = _order_and_check(slices, source, info)

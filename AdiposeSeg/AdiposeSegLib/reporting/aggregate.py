@@ -18,7 +18,8 @@ from ..tissues import LABELS, NAMES
 SUMMARY_COLUMNS = (["case_id", "status", "source", "series_uid", "input_sha256", "model", "model_weights_sha256",
                     "options", "message", "slices"]
                    + [f"{NAMES[k]}_volume_cm3" for k in LABELS] + [f"{NAMES[k]}_mean_HU" for k in LABELS]
-                   + ["VAT_SAT_ratio", "quality_flags", "seconds"])
+                   + ["VAT_SAT_ratio", "L3_slice", "L3_SMA_cm2", "L3_SMD_HU", "L3_IMAT_cm2", "L3_SAT_cm2", "L3_VAT_cm2",
+                      "L3_SMI_cm2_m2", "sarcopenia", "myosteatosis", "visceral_obesity", "quality_flags", "seconds"])
 
 
 def _fmt(value) -> str:
@@ -43,6 +44,13 @@ def row_for(record: dict) -> dict:
         for key, value in record["totals"].items():
             if key in SUMMARY_COLUMNS:
                 row[key] = _fmt(value)
+        l3 = (record.get("levels") or {}).get("L3")
+        if l3:
+            row["L3_slice"] = l3.get("slice", "")
+            for key in ("SMA_cm2", "SMD_HU", "IMAT_cm2", "SAT_cm2", "VAT_cm2", "SMI_cm2_m2"):
+                row[f"L3_{key}"] = _fmt(l3.get(key))
+            for flag, value in (l3.get("flags") or {}).items():
+                row[flag] = "yes" if value else "no"
         flags = record.get("quality") or {}
         row["quality_flags"] = ";".join(sorted(k for k, v in flags.items() if v and k != "details"))
         row["seconds"] = record.get("seconds") or _fmt(sum((record.get("timings_s") or {}).values()))

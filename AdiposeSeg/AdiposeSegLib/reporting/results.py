@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..running.identity import strip_suffix
+from ..measuring.indices import level_report
 from ..model.model_card import LoadedModel
 from .overlay import choose_slices, write_montage
 from ..running.pipeline import SegmentationResult
@@ -51,6 +52,7 @@ def write_results(
     overlay_slices: list[int] | None = None,
     overwrite: bool = False,
     extra: dict | None = None,
+    patient: dict | None = None,
 ) -> OutputFiles:
     """Write a case's result set as a unit (staged, then moved into `out_dir`, the summary last).
 
@@ -104,6 +106,8 @@ def write_results(
         }
         extra = dict(extra or {})
         summary["quality"] = {**result.quality, **extra.pop("quality", {})}
+        summary["patient"] = patient or {}
+        summary["levels"] = {name: level_report(measures, patient) for name, measures in result.levels.items()}
         summary.update(extra)
         staged[f"{case_id}_summary.json"] = write_summary_json(summary, stage / f"{case_id}_summary.json")
         publish(staged, out, marker=f"{case_id}_summary.json", overwrite=overwrite, replaces=result_names(case_id))

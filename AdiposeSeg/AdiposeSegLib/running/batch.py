@@ -22,6 +22,7 @@ from ..reading.discover import find_inputs, looks_like_dicom  # noqa: F401  (fin
 from ..errors import AdiposeSegError, Cancelled
 from .identity import case_ids, input_identity, run_key
 from ..reading.image_io import read_ct
+from ..reading.patients import merged, patient_for
 from ..model.model_card import LoadedModel
 from .pipeline import segment_image
 from .progress import RunControl
@@ -67,14 +68,21 @@ def identity_for(path: str) -> dict:
     return input_identity(path, None, files)
 
 
-def _same_result(summary: dict, identity: dict, key: dict) -> bool:
+def _given(patient: dict | None) -> dict:
+    """The per-case settings from the patients file that change a result (height, weight, sex, L3)."""
+    return {k: v for k, v in (patient or {}).items() if k != "source"}
+
+
+def _same_result(summary: dict, identity: dict, key: dict, patient: dict | None = None) -> bool:
     recorded = summary.get("input") or {}
     return (summary.get("status") == "done" and recorded.get("path") == identity["path"]
-            and recorded.get("fingerprint") == identity["fingerprint"] and summary.get("run") == key)
+            and recorded.get("fingerprint") == identity["fingerprint"] and summary.get("run") == key
+            and summary.get("given_per_case", {}) == _given(patient))
 
 
 def process_case(path: str, case_id: str, out_root: Path, model: LoadedModel, options: SegmentOptions,
-                 control: RunControl, labelmap_format: str | None, key: dict, skip_done: bool = True) -> CaseOutcome:
+                 control: RunControl, labelmap_format: str | None, key: dict, skip_done: bool = True,
+                 patient: dict | None = None) -> CaseOutcome:
     case_dir = out_root / case_id
     clean_leftovers(case_dir)
     summary_file = case_dir / f"{case_id}_summary.json"
@@ -89,18 +97,21 @@ def process_case(path: str, case_id: str, out_root: Path, model: LoadedModel, op
             previous = json.loads(summary_file.read_text())
         except (OSError, ValueError):
             previous = {}
-        if skip_done and _same_result(previous, identity, key):
+        if skip_done and _same_result(previous, identity, key, patient):
             return CaseOutcome(case_id, "skipped", path, "already done with this input, model and options", previous)
-        note = "computed again: " + ("the input changed" if (previous.get("input") or {}).get("fingerprint") != identity["fingerprint"]
-                                     else "the model or options changed")
+        changed = ("the input changed" if (previous.get("input") or {}).get("fingerprint") != identity["fingerprint"]
+                   else "the model or options changed" if previous.get("run") != key else "the patient data or L3 changed")
+        note = "computed again: " + changed
     try:
         info: dict = {}
         image = read_ct(path, info=info)
         identity["series_uid"] = (info.get("series") or {}).get("uid", "")
-        result = segment_image(image, model, options, control)
-        extra = {"input": identity, "run": key, "reading": {k: v for k, v in info.items() if k != "files"}, "quality": info.get("quality", {})}
+        l3 = (patient or {}).get("l3_slice")
+        result = segment_image(image, model, options, control, l3_slice=l3)
+        extra = {"input": identity, "run": key, "reading": {k: v for k, v in info.items() if k != "files"},
+                 "quality": info.get("quality", {}), "given_per_case": _given(patient)}
         write_results(result, case_dir, case_id, model, source=path, labelmap_format=labelmap_format,
-                      overwrite=True, extra=extra)
+                      overwrite=True, extra=extra, patient=merged(info.get("patient"), patient))
     except Cancelled:
         return CaseOutcome(case_id, "cancelled", path, "cancelled")
     except AdiposeSegError as exc:
@@ -124,7 +135,7 @@ def _failed(case_dir: Path, case_id: str, path: str, message: str, key: dict, id
 def run_batch(inputs: list[str], out_dir: str | os.PathLike, model: LoadedModel, options: SegmentOptions | None = None,
               workers: int = 1, control: RunControl | None = None, labelmap_format: str | None = None,
               on_case: Callable[[CaseOutcome], None] | None = None,
-              shard: tuple[int, int] | None = None) -> tuple[list[CaseOutcome], Path]:
+              shard: tuple[int, int] | None = None, patients: dict | None = None) -> tuple[list[CaseOutcome], Path]:
     """Process every input (or this shard's share); returns the outcomes and the summary CSV's path.
 
     Without a shard the summary is OUT/summary.csv over all inputs; with one it is
@@ -146,7 +157,7 @@ def run_batch(inputs: list[str], out_dir: str | os.PathLike, model: LoadedModel,
         if control.cancelled:
             return CaseOutcome(ids[i], "cancelled", inputs[i], "cancelled")
         outcome = process_case(inputs[i], ids[i], out_root, model, options, RunControl(None, control.cancel_event),
-                               labelmap_format, key)
+                               labelmap_format, key, patient=patient_for(patients, ids[i], inputs[i]))
         if on_case:
             on_case(outcome)
         return outcome

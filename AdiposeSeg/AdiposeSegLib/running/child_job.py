@@ -113,7 +113,7 @@ class ChildSegmentation:
         labels = sitk.ReadImage(str(self.folder / worker.LABELS))
         return SegmentationResult(labels, None, None, None, Statistics.from_dict(data["statistics"]),
                                   tuple(data["slice_range"]), data["device"], data["timings"], data["model"],
-                                  data.get("quality", {}))
+                                  data.get("quality", {}), data.get("levels", {}))
 
     def log_tail(self, lines: int = 5) -> str:
         try:

@@ -74,10 +74,14 @@ def cmd_segment(args) -> int:
     from ..model.model_card import load_model
     from .pipeline import segment_image
     from .progress import RunControl
+    from ..reading.patients import merged
     from ..reporting.results import case_id_for, write_results
 
     options = _options(args)
     case_id = args.case_id or case_id_for(args.input)
+    given = _given_patient(args, case_id)
+    if args.l3 is None and given and "l3_slice" in given:
+        args.l3 = given["l3_slice"]
     t0 = time.perf_counter()
     info: dict = {}
     image = read_ct(args.input, args.series_uid, info=info)
@@ -101,20 +105,42 @@ def cmd_segment(args) -> int:
         bar.close()
     result.timings["read_s"] = read_s
     identity = input_identity(args.input, (info.get("series") or {}).get("uid", ""), info.get("files"))
-    extra = {"input": identity, "run": run_key(model, options), "reading": {k: v for k, v in info.items() if k != "files"}, "quality": info.get("quality", {})}
+    extra = {"input": identity, "run": run_key(model, options), "reading": {k: v for k, v in info.items() if k != "files"},
+             "quality": info.get("quality", {})}
     t1 = time.perf_counter()
     files = write_results(result, args.output, case_id, model, source=str(args.input), labelmap_format=args.labelmap,
-                          overlay_slices=args.overlay_slices, overwrite=args.overwrite, extra=extra)
+                          overlay_slices=args.overlay_slices, overwrite=args.overwrite, extra=extra,
+                          patient=merged(info.get("patient"), given))
     write_s = time.perf_counter() - t1
     totals = result.statistics.totals
     print(f"{case_id}: {result.slice_range[1] - result.slice_range[0]} slices on {result.device}, "
           f"read {read_s:.1f}s, segment {sum(result.timings.values()) - read_s:.1f}s, write {write_s:.1f}s")
     print("  " + ", ".join(f"{NAMES[k]} {totals[f'{NAMES[k]}_volume_cm3']:.1f} cm3" for k in LABELS))
+    summary = json.loads(files.summary.read_text())
+    for name, level in summary.get("levels", {}).items():
+        smi = f", SMI {level['SMI_cm2_m2']:.1f} cm2/m2" if "SMI_cm2_m2" in level else ""
+        flags = ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in level.get("flags", {}).items())
+        print(f"  {name} (slice {level['slice']}): SMA {level['SMA_cm2']:.1f} cm2, SMD {level['SMD_HU']:.1f} HU, "
+              f"SAT {level['SAT_cm2']:.1f}, VAT {level['VAT_cm2']:.1f}, IMAT {level['IMAT_cm2']:.1f} cm2{smi}; {flags}")
     for note in info.get("notes", []) + result.statistics.notes:
         print(f"  note: {note}")
     for name, path in files.as_dict().items():
         print(f"  {name}: {path}")
     return 0
+
+
+def _given_patient(args, case_id: str) -> dict | None:
+    """Patient data from --patients (this case's row) and --height-m / --weight-kg / --sex (which win)."""
+    from ..reading.patients import patient_for, read_patients
+
+    given = dict(patient_for(read_patients(args.patients), case_id, args.input) or {}) if args.patients else {}
+    for key, value in (("height_m", args.height_m), ("weight_kg", args.weight_kg), ("sex", args.sex)):
+        if value is not None:
+            given[key] = value
+            given["source"] = "command line"
+    if given.get("height_m") is not None and not 0.4 <= given["height_m"] <= 2.5:
+        raise AdiposeSegError(f"--height-m {given['height_m']:g}: give the height in metres (0.4..2.5)")
+    return given or None
 
 
 def cmd_batch(args) -> int:
@@ -135,8 +161,11 @@ def cmd_batch(args) -> int:
         if outcome.status == "failed":
             tqdm.write(f"FAILED {outcome.case_id}: {outcome.message}", file=sys.stderr)
 
+    from ..reading.patients import read_patients
+
+    patients = read_patients(args.patients) if args.patients else None
     outcomes, summary = run_batch(inputs, args.output, model, _options(args), workers=args.workers,
-                                  labelmap_format=args.labelmap, on_case=on_case, shard=shard)
+                                  labelmap_format=args.labelmap, on_case=on_case, shard=shard, patients=patients)
     bar.close()
     counts = {s: sum(o.status == s for o in outcomes) for s in ("done", "skipped", "failed")}
     part = f" (shard {shard[0]}/{shard[1]}: {len(outcomes)} of {len(inputs)} scans)" if shard else ""
@@ -210,6 +239,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--l3", type=int, help="index of the L3 slice, reported separately: the 'slice' column of the "
                    "_slices.csv, i.e. axial slices counted from the inferior end (canonical LPS order)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier result of the same case id in the output folder")
+    p.add_argument("--height-m", type=float, help="patient height in metres (for SMI, SATI, VATI; else from DICOM PatientSize)")
+    p.add_argument("--weight-kg", type=float, help="patient weight in kg (for BMI-specific cut-offs)")
+    p.add_argument("--sex", choices=("M", "F"), help="patient sex (for the sarcopenia cut-off)")
+    p.add_argument("--patients", help="CSV with id or path, height_m, weight_kg, sex, l3_slice (this case's row is used)")
     p.add_argument("--overlay-slices", type=lambda s: [int(v) for v in s.split(",")], help="slices for the PNG montage, e.g. 10,20,30")
     p.add_argument("-q", "--quiet", action="store_true")
     _add_run_options(p)
@@ -220,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--workers", type=_positive_int, default=1, help="scans read/written in parallel (default 1)")
     p.add_argument("--shard", metavar="I/N", help="process only shard I of N (0-based), for a job array; then run aggregate")
+    p.add_argument("--patients", help="CSV with id (case id) or path, height_m, weight_kg, sex, l3_slice per case")
     p.add_argument("-q", "--quiet", action="store_true")
     _add_run_options(p)
     p.set_defaults(func=cmd_batch)

@@ -32,6 +32,7 @@ class SegmentationResult:
     timings: dict = field(default_factory=dict)
     model_info: dict = field(default_factory=dict)   # name and version of the model that made it
     quality: dict = field(default_factory=dict)      # flags a reader of the numbers should know about
+    levels: dict = field(default_factory=dict)       # e.g. {"L3": {"slice": k, "source": "manual", SMA_cm2, ...}}
 
 
 FOV_TOUCH_MM = 10.0     # tissue along the image edge longer than this: the body is cut off by the field of view
@@ -110,6 +111,12 @@ def segment_image(
     control.report(0.96, "computing statistics")
     stats = compute_statistics(part, hu[start:stop], spacing, z[start:stop], np.arange(start, stop), l3_slice)
     quality = quality_flags(part, spacing, np.arange(start, stop))
+    levels = {}
+    if l3_slice is not None and start <= l3_slice < stop:
+        from ..measuring.indices import level_measures
+
+        levels["L3"] = {"slice": int(l3_slice), "source": "manual", "z_mm": round(float(z[l3_slice]), 3),
+                        **level_measures(part[l3_slice - start], np.asarray(hu[l3_slice]), spacing[0] * spacing[1])}
     if "fov_cutoff" in quality:
         q = quality["fov_cutoff"]
         stats.notes.append(f"the body touches the edge of the field of view on {q['slices']} of {q['of']} slices "
@@ -120,7 +127,7 @@ def segment_image(
     timings["postprocess_s"] = time.perf_counter() - t2
     control.report(1.0, "done")
     return SegmentationResult(native, labels, np.asarray(hu), canonical, stats, (start, stop), device, timings,
-                              {"name": model.card.name, "version": model.card.version}, quality)
+                              {"name": model.card.name, "version": model.card.version}, quality, levels)
 
 
 def statistics_for_labels(label_image: sitk.Image, ct_image: sitk.Image, l3_slice: int | None = None) -> Statistics:

@@ -90,7 +90,7 @@ def run(folder: Path) -> int:
                                l3_slice=request.get("l3_slice"))
         sitk.WriteImage(result.labels, str(folder / LABELS), useCompression=False)
         _write_json(folder / RESULT, {"statistics": result.statistics.to_dict(), "slice_range": list(result.slice_range),
-                                      "device": result.device, "timings": result.timings, "quality": result.quality,
+                                      "device": result.device, "timings": result.timings, "quality": result.quality, "levels": result.levels,
                                       "model": {"name": model.card.name, "version": model.card.version}})
         return 0
     except AdiposeSegError as exc:
