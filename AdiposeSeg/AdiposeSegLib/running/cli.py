@@ -117,11 +117,14 @@ def cmd_segment(args) -> int:
           f"read {read_s:.1f}s, segment {sum(result.timings.values()) - read_s:.1f}s, write {write_s:.1f}s")
     print("  " + ", ".join(f"{NAMES[k]} {totals[f'{NAMES[k]}_volume_cm3']:.1f} cm3" for k in LABELS))
     summary = json.loads(files.summary.read_text())
+    def num(value) -> str:  # NaN is stored as null: no muscle, no density
+        return "n/a" if value is None else f"{value:.1f}"
+
     for name, level in summary.get("levels", {}).items():
-        smi = f", SMI {level['SMI_cm2_m2']:.1f} cm2/m2" if "SMI_cm2_m2" in level else ""
+        smi = f", SMI {num(level['SMI_cm2_m2'])} cm2/m2" if "SMI_cm2_m2" in level else ""
         flags = ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in level.get("flags", {}).items())
-        print(f"  {name} (slice {level['slice']}): SMA {level['SMA_cm2']:.1f} cm2, SMD {level['SMD_HU']:.1f} HU, "
-              f"SAT {level['SAT_cm2']:.1f}, VAT {level['VAT_cm2']:.1f}, IMAT {level['IMAT_cm2']:.1f} cm2{smi}; {flags}")
+        print(f"  {name} (slice {level['slice']}): SMA {num(level['SMA_cm2'])} cm2, SMD {num(level['SMD_HU'])} HU, "
+              f"SAT {num(level['SAT_cm2'])}, VAT {num(level['VAT_cm2'])}, IMAT {num(level['IMAT_cm2'])} cm2{smi}; {flags}")
     for note in info.get("notes", []) + result.statistics.notes:
         print(f"  note: {note}")
     for name, path in files.as_dict().items():
