@@ -199,6 +199,7 @@ def read_slices(slices: list[Slice], source: str, info: dict) -> sitk.Image:
     info["quality"]["contrast"] = info["series"]["contrast_agent"]
     slices = _set_aside(slices, source, info)
     ordered, geometry = _order_and_check(slices, source, info)
+    info["volume_files"] = [s.path for s in ordered]  # slice k of the volume is this file (DICOM SEG frames refer to them)
     array = _decode([s.path for s in ordered], source)
     return _build_image(array, ordered, geometry, info)
 
@@ -383,3 +384,16 @@ def _check_uncompressed_sizes(files: list[str], source: str) -> None:
             needed = rows * cols * bits // 8
         if os.path.getsize(path) < needed:
             raise InputReadError(f"{source}: {os.path.basename(path)} is truncated (its pixel data is incomplete); copy the series again")
+
+
+def seg_sources(info: dict, wanted: bool | None) -> list[str] | None:
+    """The CT files a DICOM SEG of this result can refer to (slice k = file k), or None: not DICOM,
+    not wanted (None means: yes for DICOM input), or resampled onto another grid (noted)."""
+    files = info.get("volume_files")
+    if not files or wanted is False:
+        return None
+    if info.get("quality", {}).get("resampled"):
+        info["notes"].append("no DICOM SEG written: the series was resampled (gantry tilt), so its frames would not "
+                             "lie on the source images")
+        return None
+    return files

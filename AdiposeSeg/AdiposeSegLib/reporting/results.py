@@ -24,6 +24,7 @@ class OutputFiles:
     summary: Path
     overlay: Path | None = None
     labelmap: Path | None = None
+    dicom_seg: Path | None = None
 
     def as_dict(self) -> dict:
         return {k: str(v) for k, v in self.__dict__.items() if v is not None}
@@ -38,7 +39,7 @@ def case_id_for(path: str | os.PathLike) -> str:
 def result_names(case_id: str) -> list[str]:
     """Every file name a case's result set can have (to replace an earlier set whole)."""
     names = [f"{case_id}.seg.nrrd", f"{case_id}_slices.csv", f"{case_id}_summary.json", f"{case_id}_overlay.png",
-             f"{case_id}_failed.json"]
+             f"{case_id}_failed.json", f"{case_id}_seg.dcm"]
     return names + [f"{case_id}_labels.{fmt}" for fmt in LABELMAP_FORMATS]
 
 
@@ -53,12 +54,14 @@ def write_results(
     overwrite: bool = False,
     extra: dict | None = None,
     patient: dict | None = None,
+    dicom_sources: list[str] | None = None,
 ) -> OutputFiles:
     """Write a case's result set as a unit (staged, then moved into `out_dir`, the summary last).
 
     An earlier set of the same case id is an error unless `overwrite`; then it is replaced whole,
     and kept if writing the new one fails. `extra` goes into the summary (input identity, run key,
-    how the input was read, quality flags).
+    how the input was read, quality flags). `dicom_sources` (the CT files, slice k = file k) adds a
+    DICOM SEG, `<case>_seg.dcm`; when one cannot honestly be made, the summary says why.
     """
     if labelmap_format and labelmap_format not in LABELMAP_FORMATS:
         raise ValueError(f"label map format {labelmap_format!r}: choose one of {', '.join(LABELMAP_FORMATS)}")
@@ -83,10 +86,21 @@ def write_results(
             staged[f"{case_id}_overlay.png"] = write_montage(stage / f"{case_id}_overlay.png", result.canonical_hu,
                                                              result.canonical_labels, chosen, (spacing[0], spacing[1]),
                                                              with_plain=True)
+        seg_note = None
+        if dicom_sources:
+            from .. import __version__
+            from .dicom_seg import SegNotWritten, write_dicom_seg
+
+            try:
+                staged[f"{case_id}_seg.dcm"] = write_dicom_seg(result.labels, dicom_sources, stage / f"{case_id}_seg.dcm",
+                                                              result.model_info, __version__)
+            except (SegNotWritten, ValueError) as exc:
+                seg_note = f"no DICOM SEG written: {exc}"
         files = OutputFiles(segmentation=out / f"{case_id}.seg.nrrd", statistics=out / f"{case_id}_slices.csv",
                             summary=out / f"{case_id}_summary.json",
                             overlay=out / f"{case_id}_overlay.png" if f"{case_id}_overlay.png" in staged else None,
-                            labelmap=out / f"{case_id}_labels.{labelmap_format}" if labelmap_format else None)
+                            labelmap=out / f"{case_id}_labels.{labelmap_format}" if labelmap_format else None,
+                            dicom_seg=out / f"{case_id}_seg.dcm" if f"{case_id}_seg.dcm" in staged else None)
         stats = result.statistics
         summary = {
             "case_id": case_id,
@@ -100,7 +114,7 @@ def write_results(
             "slices_processed": list(result.slice_range),
             "totals": stats.totals,
             "l3": stats.l3_row,
-            "notes": stats.notes,
+            "notes": stats.notes + ([seg_note] if seg_note else []),
             "timings_s": result.timings,
             "files": files.as_dict(),
         }

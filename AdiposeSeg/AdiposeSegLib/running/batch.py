@@ -21,6 +21,7 @@ from ..reporting.aggregate import aggregate, summary_csv_text
 from ..reading.discover import find_inputs, looks_like_dicom  # noqa: F401  (find_inputs: part of the batch API)
 from ..errors import AdiposeSegError, Cancelled
 from .identity import case_ids, input_identity, run_key
+from ..reading.dicom import seg_sources
 from ..reading.image_io import read_ct
 from ..reading.patients import merged, patient_for
 from ..model.model_card import LoadedModel
@@ -82,7 +83,7 @@ def _same_result(summary: dict, identity: dict, key: dict, patient: dict | None 
 
 def process_case(path: str, case_id: str, out_root: Path, model: LoadedModel, options: SegmentOptions,
                  control: RunControl, labelmap_format: str | None, key: dict, skip_done: bool = True,
-                 patient: dict | None = None) -> CaseOutcome:
+                 patient: dict | None = None, dicom_seg: bool | None = None) -> CaseOutcome:
     case_dir = out_root / case_id
     clean_leftovers(case_dir)
     summary_file = case_dir / f"{case_id}_summary.json"
@@ -108,10 +109,11 @@ def process_case(path: str, case_id: str, out_root: Path, model: LoadedModel, op
         identity["series_uid"] = (info.get("series") or {}).get("uid", "")
         l3 = (patient or {}).get("l3_slice")
         result = segment_image(image, model, options, control, l3_slice=l3)
-        extra = {"input": identity, "run": key, "reading": {k: v for k, v in info.items() if k != "files"},
+        extra = {"input": identity, "run": key, "reading": {k: v for k, v in info.items() if k not in ("files", "volume_files")},
                  "quality": info.get("quality", {}), "given_per_case": _given(patient)}
         write_results(result, case_dir, case_id, model, source=path, labelmap_format=labelmap_format,
-                      overwrite=True, extra=extra, patient=merged(info.get("patient"), patient))
+                      overwrite=True, extra=extra, patient=merged(info.get("patient"), patient),
+                      dicom_sources=seg_sources(info, dicom_seg))
     except Cancelled:
         return CaseOutcome(case_id, "cancelled", path, "cancelled")
     except AdiposeSegError as exc:
@@ -135,7 +137,8 @@ def _failed(case_dir: Path, case_id: str, path: str, message: str, key: dict, id
 def run_batch(inputs: list[str], out_dir: str | os.PathLike, model: LoadedModel, options: SegmentOptions | None = None,
               workers: int = 1, control: RunControl | None = None, labelmap_format: str | None = None,
               on_case: Callable[[CaseOutcome], None] | None = None,
-              shard: tuple[int, int] | None = None, patients: dict | None = None) -> tuple[list[CaseOutcome], Path]:
+              shard: tuple[int, int] | None = None, patients: dict | None = None,
+              dicom_seg: bool | None = None) -> tuple[list[CaseOutcome], Path]:
     """Process every input (or this shard's share); returns the outcomes and the summary CSV's path.
 
     Without a shard the summary is OUT/summary.csv over all inputs; with one it is
@@ -157,7 +160,7 @@ def run_batch(inputs: list[str], out_dir: str | os.PathLike, model: LoadedModel,
         if control.cancelled:
             return CaseOutcome(ids[i], "cancelled", inputs[i], "cancelled")
         outcome = process_case(inputs[i], ids[i], out_root, model, options, RunControl(None, control.cancel_event),
-                               labelmap_format, key, patient=patient_for(patients, ids[i], inputs[i]))
+                               labelmap_format, key, patient=patient_for(patients, ids[i], inputs[i]), dicom_seg=dicom_seg)
         if on_case:
             on_case(outcome)
         return outcome

@@ -51,6 +51,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-island-mm2", type=float, default=10.0, help="remove in-slice islands smaller than this (default 10)")
     p.add_argument("--no-imat", action="store_true", help="do not label intermuscular fat separately")
     p.add_argument("--labelmap", choices=("nrrd", "nii.gz", "nii", "mha"), help="also write a plain label map in this format")
+    p.add_argument("--dicom-seg", action=argparse.BooleanOptionalAction, default=None,
+                   help="write a DICOM SEG referencing the source CT (default: on for DICOM input)")
 
 
 def _options(args) -> SegmentOptions:
@@ -74,6 +76,7 @@ def cmd_segment(args) -> int:
     from ..model.model_card import load_model
     from .pipeline import segment_image
     from .progress import RunControl
+    from ..reading.dicom import seg_sources
     from ..reading.patients import merged
     from ..reporting.results import case_id_for, write_results
 
@@ -105,12 +108,12 @@ def cmd_segment(args) -> int:
         bar.close()
     result.timings["read_s"] = read_s
     identity = input_identity(args.input, (info.get("series") or {}).get("uid", ""), info.get("files"))
-    extra = {"input": identity, "run": run_key(model, options), "reading": {k: v for k, v in info.items() if k != "files"},
+    extra = {"input": identity, "run": run_key(model, options), "reading": {k: v for k, v in info.items() if k not in ("files", "volume_files")},
              "quality": info.get("quality", {})}
     t1 = time.perf_counter()
     files = write_results(result, args.output, case_id, model, source=str(args.input), labelmap_format=args.labelmap,
                           overlay_slices=args.overlay_slices, overwrite=args.overwrite, extra=extra,
-                          patient=merged(info.get("patient"), given))
+                          patient=merged(info.get("patient"), given), dicom_sources=seg_sources(info, args.dicom_seg))
     write_s = time.perf_counter() - t1
     totals = result.statistics.totals
     print(f"{case_id}: {result.slice_range[1] - result.slice_range[0]} slices on {result.device}, "
@@ -168,7 +171,8 @@ def cmd_batch(args) -> int:
 
     patients = read_patients(args.patients) if args.patients else None
     outcomes, summary = run_batch(inputs, args.output, model, _options(args), workers=args.workers,
-                                  labelmap_format=args.labelmap, on_case=on_case, shard=shard, patients=patients)
+                                  labelmap_format=args.labelmap, on_case=on_case, shard=shard, patients=patients,
+                                  dicom_seg=args.dicom_seg)
     bar.close()
     counts = {s: sum(o.status == s for o in outcomes) for s in ("done", "skipped", "failed")}
     part = f" (shard {shard[0]}/{shard[1]}: {len(outcomes)} of {len(inputs)} scans)" if shard else ""
