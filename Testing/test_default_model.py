@@ -39,6 +39,7 @@ def test_demo_runs_the_whole_path(tmp_path, default_model):
     from AdiposeSegLib.running.cli import main
 
     assert main(["demo", "-o", str(tmp_path), "--device", "cpu"]) == 0
+    assert main(["demo", "-o", str(tmp_path), "--device", "cpu"]) == 0  # the README's first command, run again
     names = {p.name for p in tmp_path.iterdir()}
     assert {"demo_phantom_ct.nrrd", "demo_phantom.seg.nrrd", "demo_phantom_slices.csv", "demo_phantom_overlay.png"} <= names
     from AdiposeSegLib.measuring.evaluate import compare

@@ -31,7 +31,8 @@ def run_demo(out: Path, device: str = "auto", model_dir: str | None = None, quie
     t0 = time.perf_counter()
     result = segment_image(ct, model, SegmentOptions(device=device), RunControl())
     seconds = time.perf_counter() - t0
-    files = write_results(result, out, "demo_phantom", model, source="generated phantom (seed 2026)", labelmap_format="nrrd")
+    files = write_results(result, out, "demo_phantom", model, source="generated phantom (seed 2026)", labelmap_format="nrrd",
+                          overwrite=True)  # the demo folder is ours: running the demo again refreshes it
     scores = compare(result.labels, truth)
     print(f"AdiposeSeg demo: 512x512x16 phantom CT segmented in {seconds:.1f}s on {result.device} "
           f"with {model.card.name} {model.card.version}")
