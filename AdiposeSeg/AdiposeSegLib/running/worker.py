@@ -49,8 +49,11 @@ class _Progress:
 
     def _write(self, fraction: float, message: str) -> None:
         with self.lock:
-            self.tmp.write_text(f"{fraction:.4f}\t{message}")
-            os.replace(self.tmp, self.target)
+            try:
+                self.tmp.write_text(f"{fraction:.4f}\t{message}")
+                os.replace(self.tmp, self.target)
+            except OSError:  # Windows: the parent may be reading the file this instant; progress is best effort
+                pass
 
     def _beat(self) -> None:
         while not self.stop.wait(0.5):
