@@ -6,12 +6,7 @@ thread), and writes segmentation, table and plot nodes. It runs inside Slicer an
 """
 from __future__ import annotations
 
-import contextlib
 import datetime
-import os
-import re
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,13 +18,15 @@ import slicer
 
 from .running.batch import run_batch
 from .running.child_job import ChildSegmentation
-from .errors import AdiposeSegError, OutputError
+from .errors import AdiposeSegError
 from .reporting.manifest import MANIFEST, manifest_text, read_manifest
 from .model.model_card import LoadedModel, load_model
 from .reading.orientation import from_canonical, to_canonical
 from .running.pipeline import SegmentationResult, segment_image, statistics_for_labels
 from .running.progress import RunControl
+from .reporting.publish import publish, staging_folder
 from .reporting.safe_write import atomic_path, write_text
+from .running.identity import safe_name
 from .measuring.statistics import SLICE_COLUMNS, Statistics
 from .tissues import COLORS, LABELS, NAMES, SegmentOptions, label_for_name
 from .reporting.writers import terminology_tag, write_segmentation
@@ -500,7 +497,7 @@ class SceneLogic:
         dataset.mkdir(parents=True, exist_ok=True)
         manifest = dataset / MANIFEST
         rows = read_manifest(manifest)
-        base = _safe_id(caseId or volumeNode.GetName())
+        base = safe_name(caseId or volumeNode.GetName())
         used = {r["case_id"] for r in rows}
         case_id, n = base, 1
         while case_id in used or any((dataset / sub / f"{case_id}{ext}").exists()
@@ -515,60 +512,22 @@ class SceneLogic:
         if prediction is not None:
             row["prediction"] = f"predictions/{case_id}_prediction.seg.nrrd"
             row["edited"] = "yes" if not np.array_equal(prediction, labels_array) else "no"
-        with tempfile.TemporaryDirectory(prefix=".staging-", dir=dataset) as staging:
+        with staging_folder(dataset) as staging:
             staged = {}
-            with atomic_path(Path(staging) / "image.nrrd") as tmp:
+            with atomic_path(staging / "image.nrrd") as tmp:
                 sitk.WriteImage(image, str(tmp), useCompression=True)
-            staged[row["image"]] = Path(staging) / "image.nrrd"
-            staged[row["segmentation"]] = write_segmentation(labels, Path(staging) / "labels.seg.nrrd")
+            staged[row["image"]] = staging / "image.nrrd"
+            staged[row["segmentation"]] = write_segmentation(labels, staging / "labels.seg.nrrd")
             if prediction is not None:
                 pred = sitk.GetImageFromArray(prediction)
                 pred.CopyInformation(image)
-                staged[row["prediction"]] = write_segmentation(pred, Path(staging) / "prediction.seg.nrrd")
-            _publish_case(dataset, staged, manifest, manifest_text(rows + [row]))
+                staged[row["prediction"]] = write_segmentation(pred, staging / "prediction.seg.nrrd")
+            staged[MANIFEST] = write_text(staging / MANIFEST, manifest_text(rows + [row]))
+            # the manifest goes last and replaces its earlier version; the case's own files never replace anything
+            publish(staged, dataset, marker=MANIFEST, overwrite=False, marker_replaces=True)
         if ignored:
             row["ignored_segments"] = ignored
         return row
-
-
-def _publish_case(dataset: Path, staged: dict, manifest: Path, manifest_text_: str) -> None:
-    """Move staged files to their final names without overwriting, then the manifest; undo all on failure."""
-    placed = []
-    try:
-        for relative, tmp in staged.items():
-            final = dataset / relative
-            try:
-                final.parent.mkdir(parents=True, exist_ok=True)
-                _place_new(tmp, final)
-            except FileExistsError:
-                raise OutputError(f"{final}: already exists and is not overwritten; nothing of this case was saved") from None
-            except OSError as exc:
-                raise OutputError(f"{final}: could not be written ({exc}); nothing of this case was saved") from None
-            placed.append(final)
-        write_text(manifest, manifest_text_)
-    except BaseException:
-        for final in placed:
-            with contextlib.suppress(OSError):
-                final.unlink()
-        raise
-
-
-def _place_new(source: Path, final: Path) -> None:
-    """Give `source` the name `final`, never replacing an existing file (hard link; a copy where links are not supported)."""
-    try:
-        os.link(source, final)
-        return
-    except FileExistsError:
-        raise
-    except OSError:
-        pass  # e.g. FAT or some network shares: no hard links
-    with open(final, "xb") as out, open(source, "rb") as src:
-        try:
-            shutil.copyfileobj(src, out)
-        except BaseException:
-            out.close()
-            final.unlink()
-            raise
 
 
 def _axial_count(image: sitk.Image) -> int:
@@ -616,7 +575,3 @@ def _replace_slices(current: sitk.Image, new: sitk.Image, slice_range: tuple[int
     canonical = sitk.GetImageFromArray(merged)
     canonical.CopyInformation(to_canonical(reference))
     return from_canonical(canonical, reference)
-
-
-def _safe_id(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "case"

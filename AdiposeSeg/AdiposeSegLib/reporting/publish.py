@@ -1,7 +1,7 @@
-"""A case's result files appear together or not at all.
+"""A case's files appear together or not at all: a result set, or a ground-truth case.
 
-Files are written into a staging folder beside the destination, then moved into place with the
-summary JSON last: the summary is the mark of a complete set. An earlier set of the same case is
+Files are written into a staging folder beside the destination, then moved into place with a
+marker last (a result's summary JSON; a dataset's manifest): the marker is the mark of a complete set. An earlier set of the same case is
 moved aside first and restored if anything fails; a killed run leaves only dot-named leftovers,
 which `clean_leftovers` removes and nothing ever reads as a result.
 """
@@ -41,40 +41,72 @@ def staging_folder(destination: str | os.PathLike):
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def place_new(source: Path, final: Path) -> None:
+    """Give `source`'s content the name `final`, never replacing a file there (a hard link; a copy
+    where the file system has none). FileExistsError when `final` exists."""
+    try:
+        os.link(source, final)
+        return
+    except FileExistsError:
+        raise
+    except OSError:
+        pass  # e.g. FAT or some network shares: no hard links
+    with open(final, "xb") as out, open(source, "rb") as src:
+        try:
+            shutil.copyfileobj(src, out)
+        except BaseException:
+            out.close()
+            final.unlink()
+            raise
+
+
 def publish(staged: dict[str, Path], destination: str | os.PathLike, marker: str, overwrite: bool,
-            replaces: list[str] | None = None) -> None:
-    """Move staged files (final name -> staged path) into `destination`, `marker` last.
+            replaces: list[str] | None = None, marker_replaces: bool = False, clash_hint: str = "") -> None:
+    """Move staged files (name relative to `destination` -> staged path) into place, `marker` last.
 
     Existing files of the same names (and any in `replaces`, e.g. the earlier set's optional
     files) are an error unless `overwrite`; with it they are moved aside and restored on failure.
+    `marker_replaces`: the marker is an index rewritten by every set (a dataset manifest), so it
+    replaces its earlier version even without `overwrite` (restored on failure too). Nothing is
+    ever written over: a file that appears meanwhile is an error. On any failure nothing of the set
+    stays in place.
     """
     destination = Path(destination)
     names = [n for n in staged if n != marker] + [marker]
     old = sorted({n for n in list(staged) + list(replaces or []) if (destination / n).exists()})
-    if old and not overwrite:
-        raise OutputError(f"{destination / old[0]}: already exists; choose another output folder or case id "
-                          "(or --overwrite to replace that case's results)")
+    clashes = [n for n in old if not (marker_replaces and n == marker)]
+    if clashes and not overwrite:
+        raise OutputError(f"{destination / clashes[0]}: already exists; nothing of this case was saved"
+                          + (f" ({clash_hint})" if clash_hint else ""))
     # the old set's marker goes aside first: from here on it is not taken as complete
     old.sort(key=lambda n: n != marker)
     aside, placed = [], []
     tag = _tag()
+    current = names[0]
     try:
-        for name in old:
-            backup = destination / f".{name}{BACKUP_MARK}{tag}"
-            os.replace(destination / name, backup)
-            aside.append((name, backup))
-        for name in names:
-            os.replace(staged[name], destination / name)
-            placed.append(destination / name)
+        for current in old:
+            final = destination / current
+            backup = final.with_name(f".{final.name}{BACKUP_MARK}{tag}")
+            os.replace(final, backup)
+            aside.append((final, backup))
+        for current in names:
+            final = destination / current
+            final.parent.mkdir(parents=True, exist_ok=True)
+            place_new(staged[current], final)
+            placed.append(final)
     except BaseException as exc:
         for path in placed:
             with contextlib.suppress(OSError):
                 path.unlink()
-        for name, backup in aside:
+        for final, backup in aside:
             with contextlib.suppress(OSError):
-                os.replace(backup, destination / name)
+                os.replace(backup, final)
+        if isinstance(exc, FileExistsError):
+            raise OutputError(f"{destination / current}: appeared while writing and is not overwritten; "
+                              "nothing of this case was saved") from None
         if isinstance(exc, OSError):
-            raise _explain(destination / (placed[-1].name if placed else names[0]), exc) from None
+            explained = _explain(destination / current, exc)
+            raise OutputError(f"{explained}; nothing of this case was saved") from None
         raise
     for _, backup in aside:
         with contextlib.suppress(OSError):

@@ -124,5 +124,6 @@ def write_results(
         summary["levels"] = {name: level_report(measures, patient) for name, measures in result.levels.items()}
         summary.update(extra)
         staged[f"{case_id}_summary.json"] = write_summary_json(summary, stage / f"{case_id}_summary.json")
-        publish(staged, out, marker=f"{case_id}_summary.json", overwrite=overwrite, replaces=result_names(case_id))
+        publish(staged, out, marker=f"{case_id}_summary.json", overwrite=overwrite, replaces=result_names(case_id),
+                clash_hint="choose another output folder or case id, or --overwrite to replace that case's results")
     return files

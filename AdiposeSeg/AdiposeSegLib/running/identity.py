@@ -67,7 +67,8 @@ def run_key(model, options: SegmentOptions) -> dict:
             "options": opts}
 
 
-def _slug(text: str) -> str:
+def safe_name(text: str) -> str:
+    """A file-name-safe id: runs of other characters become "_", no leading/trailing dots."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("._") or "case"
 
 
@@ -89,7 +90,7 @@ def case_ids(inputs: list[str]) -> list[str]:
     for path in resolved:
         relative = os.path.relpath(path, root) if root else os.path.basename(path)
         parts = Path(relative).parts
-        ids.append(_slug("_".join(parts[:-1] + (strip_suffix(parts[-1]),))))
+        ids.append(safe_name("_".join(parts[:-1] + (strip_suffix(parts[-1]),))))
     counts: dict[str, int] = {}
     for cid in ids:
         counts[cid.lower()] = counts.get(cid.lower(), 0) + 1
