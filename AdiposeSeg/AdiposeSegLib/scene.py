@@ -193,6 +193,13 @@ class SceneLogic:
                 f"{segmentationNode.GetName()} holds the results of {source.GetName()}, not of {volumeNode.GetName()}; "
                 f"select {source.GetName()} as the input, or segment {volumeNode.GetName()} first")
 
+    def checkTableBelongs(self, tableNode, segmentationNode) -> None:
+        """Refuse a table that holds the statistics of another segmentation (None: no table given)."""
+        owner = tableNode.GetNodeReference(SOURCE_SEGMENTATION_REFERENCE) if tableNode is not None else None
+        if owner is not None and owner is not segmentationNode:
+            raise AdiposeSegError(f"table {tableNode.GetName()} holds the statistics of {owner.GetName()}; "
+                                  "leave the table empty to get the volume's own")
+
     # -- segment
     def processVolume(self, volumeNode, segmentationNode=None, tableNode=None, options: SegmentOptions | None = None,
                       waitForCompletion: bool = True, progress=None, replaceEdited: bool = False, l3Slice: int | None = None):
@@ -206,11 +213,7 @@ class SceneLogic:
         existing = segmentationNode or self.segmentationForVolume(volumeNode)
         if segmentationNode is not None:
             self.checkBelongs(volumeNode, segmentationNode)
-        if tableNode is not None:
-            owner = tableNode.GetNodeReference(SOURCE_SEGMENTATION_REFERENCE)
-            if owner is not None and owner is not existing:
-                raise AdiposeSegError(f"table {tableNode.GetName()} holds the statistics of {owner.GetName()}; "
-                                      "leave the table empty to get the volume's own")
+        self.checkTableBelongs(tableNode, existing)
         image = image_from_volume_node(volumeNode)
         if existing is not None and not replaceEdited:
             edited = self.editedSlices(existing, volumeNode, image)
@@ -238,7 +241,8 @@ class SceneLogic:
         prediction_labels = labels
         processed = set(range(*result.slice_range))
         stats = result.statistics
-        if segmentationNode is not None and _processed_slices(segmentationNode, image) and result.slice_range != (0, _axial_count(image)):
+        earlier = _processed_slices(segmentationNode, image) if segmentationNode is not None else set()
+        if earlier and result.slice_range != (0, _axial_count(image)):
             # a partial run: keep every other slice as it is (edited or not)
             current = self.labelImage(segmentationNode, volumeNode, image)
             labels = _replace_slices(current, labels, result.slice_range, image)
@@ -247,7 +251,7 @@ class SceneLogic:
                 previous_image = sitk.GetImageFromArray(previous)
                 previous_image.CopyInformation(image)
                 prediction_labels = _replace_slices(previous_image, result.labels, result.slice_range, image)
-            processed |= _processed_slices(segmentationNode, image)
+            processed |= earlier
             stats = statistics_for_labels(labels, image)
             stats.rows = [r for r in stats.rows if r["slice"] in processed]
         if segmentationNode is None:
@@ -368,8 +372,7 @@ class SceneLogic:
     def updateStatistics(self, segmentationNode, volumeNode, tableNode=None, l3Slice: int | None = None):
         """Recompute the table from the (edited) segments; returns the table node."""
         self.checkBelongs(volumeNode, segmentationNode)
-        if tableNode is not None and tableNode.GetNodeReference(SOURCE_SEGMENTATION_REFERENCE) not in (None, segmentationNode):
-            raise AdiposeSegError(f"table {tableNode.GetName()} belongs to another segmentation")
+        self.checkTableBelongs(tableNode, segmentationNode)
         ct = image_from_volume_node(volumeNode)
         stats = statistics_for_labels(self.labelImage(segmentationNode, volumeNode, ct), ct, l3Slice)
         processed = _processed_slices(segmentationNode, ct)
@@ -531,7 +534,9 @@ class SceneLogic:
 
 
 def _axial_count(image: sitk.Image) -> int:
-    return to_canonical(image).GetSize()[2]
+    """Number of axial slices (the canonical k axis), read from the geometry without reorienting the volume."""
+    direction = np.array(image.GetDirection()).reshape(3, 3)
+    return image.GetSize()[int(np.argmax(np.abs(direction[2])))]
 
 
 def _ranges_text(indices) -> str:
@@ -557,14 +562,14 @@ def _parse_ranges(text: str) -> set[int]:
     return out
 
 
-def _processed_slices(segmentationNode, ct: sitk.Image | None = None) -> set[int]:
+def _processed_slices(segmentationNode, ct: sitk.Image) -> set[int]:
     """Canonical slices AdiposeSeg has segmented; a segmentation from before this was recorded counts as whole."""
     text = segmentationNode.GetAttribute(PROCESSED_ATTRIBUTE)
     if text is not None:
         return _parse_ranges(text)
     if segmentationNode.GetSegmentation().GetNumberOfSegments() == 0:
         return set()
-    return set(range(_axial_count(ct))) if ct is not None else {-1}
+    return set(range(_axial_count(ct)))
 
 
 def _replace_slices(current: sitk.Image, new: sitk.Image, slice_range: tuple[int, int], reference: sitk.Image) -> sitk.Image:

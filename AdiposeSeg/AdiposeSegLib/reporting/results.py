@@ -43,6 +43,13 @@ def result_names(case_id: str) -> list[str]:
     return names + [f"{case_id}_labels.{fmt}" for fmt in LABELMAP_FORMATS]
 
 
+def summary_extra(identity: dict, key: dict, info: dict, **more) -> dict:
+    """What a summary records besides the numbers: the input's identity, the run key, how the input
+    was read (file lists left out: the identity's fingerprint covers them) and its quality flags."""
+    reading = {k: v for k, v in info.items() if k not in ("files", "volume_files")}
+    return {"input": identity, "run": key, "reading": reading, "quality": info.get("quality", {}), **more}
+
+
 def write_results(
     result: SegmentationResult,
     out_dir: str | os.PathLike,

@@ -18,17 +18,17 @@ from pathlib import Path
 from typing import Callable
 
 from ..reporting.aggregate import aggregate, summary_csv_text
-from ..reading.discover import find_inputs, looks_like_dicom  # noqa: F401  (find_inputs: part of the batch API)
+from ..reading.discover import find_inputs  # noqa: F401  (part of the batch API)
 from ..errors import AdiposeSegError, Cancelled
 from .identity import case_ids, input_identity, run_key
-from ..reading.dicom import seg_sources
+from ..reading.dicom import dicom_files, seg_sources
 from ..reading.image_io import read_ct
 from ..reading.patients import merged, patient_for
 from ..model.model_card import LoadedModel
 from .pipeline import segment_image
 from .progress import RunControl
 from ..reporting.publish import clean_leftovers
-from ..reporting.results import write_results
+from ..reporting.results import summary_extra, write_results
 from ..reporting.safe_write import write_text
 from ..tissues import SegmentOptions
 
@@ -60,12 +60,8 @@ def parse_shard(text: str) -> tuple[int, int]:
     return index, count
 
 
-def _dicom_files(folder: str) -> list[str]:
-    return [e.path for e in os.scandir(folder) if e.is_file() and looks_like_dicom(e.path)]
-
-
 def identity_for(path: str) -> dict:
-    files = _dicom_files(path) if os.path.isdir(path) else None
+    files = dicom_files(path) if os.path.isdir(path) else None
     return input_identity(path, None, files)
 
 
@@ -109,8 +105,7 @@ def process_case(path: str, case_id: str, out_root: Path, model: LoadedModel, op
         identity["series_uid"] = (info.get("series") or {}).get("uid", "")
         l3 = (patient or {}).get("l3_slice")
         result = segment_image(image, model, options, control, l3_slice=l3)
-        extra = {"input": identity, "run": key, "reading": {k: v for k, v in info.items() if k not in ("files", "volume_files")},
-                 "quality": info.get("quality", {}), "given_per_case": _given(patient)}
+        extra = summary_extra(identity, key, info, given_per_case=_given(patient))
         write_results(result, case_dir, case_id, model, source=path, labelmap_format=labelmap_format,
                       overwrite=True, extra=extra, patient=merged(info.get("patient"), patient),
                       dicom_sources=seg_sources(info, dicom_seg))

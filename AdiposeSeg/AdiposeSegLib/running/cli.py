@@ -78,7 +78,7 @@ def cmd_segment(args) -> int:
     from .progress import RunControl
     from ..reading.dicom import seg_sources
     from ..reading.patients import merged
-    from ..reporting.results import case_id_for, write_results
+    from ..reporting.results import case_id_for, summary_extra, write_results
 
     options = _options(args)
     case_id = args.case_id or case_id_for(args.input)
@@ -108,8 +108,7 @@ def cmd_segment(args) -> int:
         bar.close()
     result.timings["read_s"] = read_s
     identity = input_identity(args.input, (info.get("series") or {}).get("uid", ""), info.get("files"))
-    extra = {"input": identity, "run": run_key(model, options), "reading": {k: v for k, v in info.items() if k not in ("files", "volume_files")},
-             "quality": info.get("quality", {})}
+    extra = summary_extra(identity, run_key(model, options), info)
     t1 = time.perf_counter()
     files = write_results(result, args.output, case_id, model, source=str(args.input), labelmap_format=args.labelmap,
                           overlay_slices=args.overlay_slices, overwrite=args.overwrite, extra=extra,
