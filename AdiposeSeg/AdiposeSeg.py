@@ -448,6 +448,13 @@ class AdiposeSegLogic(ScriptedLoadableModuleLogic):
                                           work_root=slicer.app.temporaryPath)
         return self._sceneLogic
 
+    def _sceneLogicAnyModel(self):
+        """The current SceneLogic, for work that needs no model (results, statistics, saving, display):
+        asking for the default one would replace a SceneLogic made for the user's chosen model."""
+        if self._sceneLogic is not None and self._sceneLogic.scene is slicer.mrmlScene:
+            return self._sceneLogic
+        return self.sceneLogic()
+
     def processVolume(self, volumeNode, segmentationNode=None, tableNode=None, options=None, modelDir=None,
                       waitForCompletion=True, replaceEdited=False, l3Slice=None, showResult=False):
         """Segment a volume node; returns (segmentation, table), or a job (child process) to poll."""
@@ -466,13 +473,13 @@ class AdiposeSegLogic(ScriptedLoadableModuleLogic):
     def resultsForVolume(self, volumeNode):
         if volumeNode is None:
             return None, None
-        return self.sceneLogic().resultsForVolume(volumeNode)
+        return self._sceneLogicAnyModel().resultsForVolume(volumeNode)
 
     def updateStatistics(self, segmentationNode, volumeNode, tableNode=None, l3Slice=None):
-        return self.sceneLogic().updateStatistics(segmentationNode, volumeNode, tableNode, l3Slice)
+        return self._sceneLogicAnyModel().updateStatistics(segmentationNode, volumeNode, tableNode, l3Slice)
 
     def saveAsGroundTruth(self, volumeNode, segmentationNode, datasetDir, caseId=None):
-        return self.sceneLogic().saveAsGroundTruth(volumeNode, segmentationNode, datasetDir, caseId)
+        return self._sceneLogicAnyModel().saveAsGroundTruth(volumeNode, segmentationNode, datasetDir, caseId)
 
     # -- what needs the application
     def currentRedSlice(self, volumeNode):
@@ -505,7 +512,7 @@ class AdiposeSegLogic(ScriptedLoadableModuleLogic):
             self.setFalseColour(volumeNode, True)
 
     def setFalseColour(self, volumeNode, enabled: bool) -> None:
-        self.sceneLogic().setFalseColour(volumeNode, enabled)
+        self._sceneLogicAnyModel().setFalseColour(volumeNode, enabled)
 
     def openInSegmentEditor(self, segmentationNode, volumeNode) -> None:
         slicer.util.selectModule("SegmentEditor")

@@ -125,10 +125,6 @@ class SegmentJob:
     def message(self) -> str:
         return self.runner.message
 
-    @property
-    def cancelled(self) -> bool:
-        return self.runner.cancelled
-
     def cancel(self) -> None:
         self.runner.cancel()
 

@@ -7,7 +7,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from . import dicom
-from .discover import VOLUME_SUFFIXES, is_volume_file, looks_like_dicom  # noqa: F401  (re-exported)
+from .discover import is_volume_file, looks_like_dicom
 from ..errors import ImageShapeError, InputReadError, NotCTError
 from .hu_checks import check_hounsfield, check_body_size, replace_outside_fov_nan
 

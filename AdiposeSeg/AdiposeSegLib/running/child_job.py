@@ -72,10 +72,6 @@ class ChildSegmentation:
     def done(self) -> bool:
         return self.poll()
 
-    @property
-    def cancelled(self) -> bool:
-        return self._cancelled
-
     def cancel(self, grace_s: float = 0.5) -> None:
         """Stop the child now: terminate, then kill if it has not ended within `grace_s`."""
         self._cancelled = True
