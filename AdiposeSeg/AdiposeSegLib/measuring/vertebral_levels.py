@@ -1,0 +1,241 @@
+"""Vertebral levels (T12..L5) from the CT alone, by counting vertebral bodies from an anatomical
+anchor: the lowest rib-bearing vertebra is T12, the vertebra on the sacrum is L5.
+
+Method (rules on the bone, no trained model):
+1. The column: the vertebral-body centre line in the mid-sagittal slab and the density profile
+   along it; intervertebral discs are the profile's dips between two close endplate peaks
+   (`spine.py`). A vertebra is the stretch between two discs.
+2. Last rib: bone outside the column that starts beside it (<= 35 mm from the midline, at or
+   behind the body centre) and runs out beyond 65 mm: a rib, not a transverse process (L3's,
+   the longest, end near 55 mm). The lowest such rib head marks T12.
+3. Sacrum: below L5-S1 the bone through the column spreads into the sacral alae and joins the
+   ilia (>= 60 mm to each side); above it (L5 and its transverse processes) it does not.
+Both anchors in view and agreeing: confidence high. One: medium. They disagree (11 or 13 rib
+pairs, a lumbosacral transitional vertebra, a missed disc): the sacrum wins and confidence is low.
+Neither: no level is named.
+
+Levels are reported in the canonical axial order (slice k counted from the inferior end, the
+`slice` column of the per-slice table) and in the input file's own slice index.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+
+from .spine import SpineColumn, find_column, find_discs
+
+LUMBAR = ("L5", "L4", "L3", "L2", "L1")
+ORDER = ("S1", "L5", "L4", "L3", "L2", "L1", "T12", "T11", "T10")  # bottom -> top
+WORK_SPACING_MM = 3.0           # the grid the rules were tuned on (TotalSegmentator example: 3 mm)
+RIB_HU = 110.0                  # ribs are thin: at 2-3 mm voxels their HU is diluted
+RIB_START_MM = 35.0             # a rib head lies beside the vertebra
+RIB_REACH_MM = 65.0             # ... and the rib runs out beyond any lumbar transverse process
+RIB_MAX_CM3 = 30.0              # a whole 11th rib is well below this; an ilium is far above
+COLUMN_ZONE_MM = 25.0           # the vertebral body itself (ribs are looked for outside it)
+SACRAL_BONE_HU = 100.0          # sacral alae are mostly trabecular bone
+SACRAL_SPREAD_MM = 60.0         # sacral alae + ilia reach at least this far to both sides
+MIN_PARTIAL_MM = 10.0
+MIN_COVERAGE_MM = 60.0          # less than about two vertebrae: nothing to count           # a vertebra cut by the field of view counts when this much is in view
+
+
+@dataclass
+class Vertebra:
+    name: str
+    k_range: tuple[float, float]    # canonical (working-grid) slice positions of its lower and upper disc
+    complete: bool                  # both discs in view
+
+
+@dataclass
+class LevelReport:
+    levels: dict = field(default_factory=dict)   # name -> {"slice", "range", "z_mm", "confidence", "anchor", ...}
+    anchor: str = "none"
+    confidence: str = "none"
+    notes: list = field(default_factory=list)
+    discs_mm: list = field(default_factory=list)  # z (mm) of each disc found, inferior -> superior
+
+
+def _working_image(canonical: sitk.Image) -> sitk.Image:
+    """The CT block-averaged to about WORK_SPACING_MM (whole factors per axis: fast, no aliasing)."""
+    spacing = canonical.GetSpacing()
+    factors = [max(1, int(WORK_SPACING_MM / s + 0.25)) for s in spacing]  # (x, y, z)
+    hu = sitk.GetArrayViewFromImage(canonical)
+    fz, fy, fx = factors[2], factors[1], factors[0]
+    nz, ny, nx = (n // f for n, f in zip(hu.shape, (fz, fy, fx)))
+    if min(nz, ny, nx) < 1:
+        fz, fy, fx, (nz, ny, nx) = 1, 1, 1, hu.shape
+    block = np.asarray(hu[:nz * fz, :ny * fy, :nx * fx], dtype=np.float32)
+    block = block.reshape(nz, fz, ny, fy, nx, fx).mean(axis=(1, 3, 5))
+    work = sitk.GetImageFromArray(block)
+    work.SetSpacing([s * f for s, f in zip(spacing, (fx, fy, fz))])
+    work.SetDirection(canonical.GetDirection())
+    # the first block's centre, in the canonical image's continuous index space
+    work.SetOrigin(canonical.TransformContinuousIndexToPhysicalPoint([(f - 1) / 2.0 for f in (fx, fy, fz)]))
+    return work
+
+
+def rib_heads(hu: np.ndarray, column: SpineColumn, spacing, below: float = -1.0) -> list[float]:
+    """Slice positions (k) of the medial ends of ribs seen beside the column; bone reaching down to
+    slice `below` (the top of the sacrum when it was found) is not a rib."""
+    sx, sy, _ = spacing
+    bone = ndimage.binary_closing(hu > RIB_HU, iterations=1)
+    lateral = np.abs(np.arange(hu.shape[2])[None, :] - column.axis_x[:, None]) * sx  # (k, i) mm from the midline
+    outside = bone & (lateral >= COLUMN_ZONE_MM)[:, None, :]
+    labels, _ = ndimage.label(outside, ndimage.generate_binary_structure(3, 3))
+    heads = []
+    centre = column.centre_j
+    voxel_cm3 = float(np.prod(spacing)) / 1000.0
+    for index, box in enumerate(ndimage.find_objects(labels), start=1):
+        if box is None:
+            continue
+        k, j, i = np.nonzero(labels[box] == index)
+        if k.size < 10:
+            continue
+        k, j, i = k + box[0].start, j + box[1].start, i + box[2].start
+        dist = lateral[k, i]
+        if dist.min() > RIB_START_MM or dist.max() < RIB_REACH_MM or (k.max() - k.min()) * spacing[2] > 100.0:
+            continue
+        if k.min() <= 1 or k.min() <= below or k.size * voxel_cm3 > RIB_MAX_CM3:
+            continue  # cut by the bottom of the image, reaching the sacrum or bulky: an ilium, not a rib
+        medial = dist <= dist.min() + 6.0
+        km = k[medial]
+        if k[dist >= dist.max() - 10.0].mean() > km.mean():
+            continue  # rises as it runs out: an iliac crest (ribs fall from their heads)
+        body = centre[np.clip(np.round(km).astype(int), 0, centre.size - 1)]
+        if np.isnan(body).all() or (j[medial].mean() - np.nanmean(body)) * sy < 0.0:
+            continue  # its medial end is in front of the vertebral body: costal cartilage, not a rib head
+        heads.append(float(km.mean()))
+    return heads
+
+
+def sacral_spread(hu: np.ndarray, column: SpineColumn, spacing, k: int) -> bool:
+    """Does the bone through the column at slice k spread to >= 60 mm on both sides (sacrum + ilia)?"""
+    sx, sy, _ = spacing
+    if np.isnan(column.centre_j[k]):
+        return False
+    bone = ndimage.binary_closing(hu[k] > SACRAL_BONE_HU, iterations=1)
+    labels, _ = ndimage.label(bone)
+    cj, ci = column.centre_j[k], column.axis_x[k]
+    rj, ri = max(1, int(15.0 / sy)), max(1, int(15.0 / sx))
+    seed = labels[max(0, int(cj) - rj):int(cj) + rj + 1, max(0, int(ci) - ri):int(ci) + ri + 1]
+    ids = np.unique(seed[seed > 0])
+    if ids.size == 0:
+        return False
+    cols = np.flatnonzero(np.isin(labels, ids).any(axis=0))
+    return (ci - cols.min()) * sx >= SACRAL_SPREAD_MM and (cols.max() - ci) * sx >= SACRAL_SPREAD_MM
+
+
+def _segments(column: SpineColumn, discs_s: np.ndarray, sz: float) -> list[tuple[float, float, bool]]:
+    """Vertebral stretches as (k_low, k_high, complete), inferior -> superior, from the discs."""
+    k_of = lambda s: float(np.interp(s, column.s_mm, column.k_of_s))  # noqa: E731
+    edges = [k_of(s) for s in discs_s]
+    bottom, top = float(column.k_of_s[0]), float(column.k_of_s[-1])
+    out = []
+    if edges and (edges[0] - bottom) * sz >= MIN_PARTIAL_MM:
+        out.append((bottom, edges[0], False))
+    out += [(a, b, True) for a, b in zip(edges[:-1], edges[1:])]
+    if edges and (top - edges[-1]) * sz >= MIN_PARTIAL_MM:
+        out.append((edges[-1], top, False))
+    return out
+
+
+def _is_sacral(hu, column, spacing, k_low: float, k_high: float) -> bool:
+    """Most slices of the stretch's middle half spread into the pelvis (near the discs a tilted
+    L5-S1 junction mixes both)."""
+    quarter = (k_high - k_low) / 4.0
+    ks = [k for k in range(int(np.ceil(k_low + quarter)), int(np.floor(k_high - quarter)) + 1)
+          if 0 <= k < column.centre_j.size and not np.isnan(column.centre_j[k])]
+    if not ks:
+        return False
+    return 2 * sum(sacral_spread(hu, column, spacing, k) for k in ks) >= len(ks)
+
+
+def _name_segments(segments, l5_index: int | None, t12_index: int | None, notes: list) -> tuple[dict, str, str]:
+    """Names for the stretches, the anchor used and the confidence."""
+    if l5_index is None and t12_index is None:
+        notes.append("neither the sacrum nor a last rib is in view: vertebral levels are not named")
+        return {}, "none", "none"
+    if l5_index is not None and t12_index is not None:
+        lumbar = t12_index - l5_index - 1
+        if lumbar == 4:
+            base, anchor, confidence = l5_index - 1, "sacrum and last rib", "high"
+        else:
+            base, anchor, confidence = l5_index - 1, "sacrum", "low"
+            notes.append(f"counting from the sacrum and from the last rib disagree ({lumbar + 1} lumbar-type "
+                         f"vertebrae between them instead of 5): a transitional vertebra, 11 or 13 rib pairs, or a "
+                         f"missed disc; levels are counted from the sacrum, check them")
+    elif l5_index is not None:
+        base, anchor, confidence = l5_index - 1, "sacrum", "medium"
+    else:
+        base, anchor, confidence = t12_index - 6, "last rib", "medium"
+    names = {}
+    for index in range(len(segments)):
+        position = index - base          # 0 = S1, 1 = L5, ...
+        if 0 <= position < len(ORDER):
+            names[index] = ORDER[position]
+    return names, anchor, confidence
+
+
+def detect_levels(canonical: sitk.Image) -> LevelReport:
+    """Vertebral levels on a canonical (LPS) CT. Slice positions in the report are canonical k of
+    `canonical` (fractional on the working grid mapped back)."""
+    report = LevelReport()
+    coverage = canonical.GetSize()[2] * canonical.GetSpacing()[2]
+    if coverage < MIN_COVERAGE_MM:
+        report.notes.append(f"the CT covers {coverage:.0f} mm along the body: too short to count vertebrae "
+                            f"(needs {MIN_COVERAGE_MM:.0f} mm)")
+        return report
+    work = _working_image(canonical)
+    hu = sitk.GetArrayViewFromImage(work)
+    spacing = work.GetSpacing()
+    column = find_column(hu, spacing)
+    if column.s_mm.size == 0 or column.s_mm[-1] < MIN_PARTIAL_MM:
+        report.notes.append("no vertebral column found")
+        return report
+    discs = find_discs(column.s_mm, column.profile)
+    segments = _segments(column, discs, spacing[2])
+    if not segments:
+        report.notes.append("no intervertebral disc found along the column")
+        return report
+    # sacrum: the lowest disc with a sacral stretch below and a free vertebra above is L5-S1
+    l5_index = None
+    for index in range(1, len(segments)):
+        low, high = segments[index - 1], segments[index]
+        if _is_sacral(hu, column, spacing, low[0], low[1]) and not _is_sacral(hu, column, spacing, high[0], high[1]):
+            l5_index = index
+            break
+    heads = rib_heads(hu, column, spacing, segments[l5_index - 1][1] if l5_index is not None else -1.0)
+    t12_index = None
+    if heads:
+        lowest = min(heads)
+        for index, (low, high, _) in enumerate(segments):
+            if low <= lowest <= high:
+                t12_index = index
+                break
+    names, report.anchor, report.confidence = _name_segments(segments, l5_index, t12_index, report.notes)
+    to_canonical_k = _working_to_canonical(work, canonical)
+    report.discs_mm = [round(float(_z_mm(work, np.interp(s, column.s_mm, column.k_of_s))), 2) for s in discs]
+    for index, name in names.items():
+        low, high, complete = segments[index]
+        a, b = to_canonical_k(low), to_canonical_k(high)
+        report.levels[name] = {"range_k": (a, b), "mid_k": (a + b) / 2.0, "complete": complete,
+                               "confidence": report.confidence if complete else "low", "anchor": report.anchor}
+        if not complete:
+            report.levels[name]["note"] = "cut by the field of view: its middle is uncertain"
+    return report
+
+
+def _z_mm(image: sitk.Image, k: float) -> float:
+    return image.TransformContinuousIndexToPhysicalPoint((0.0, 0.0, float(k)))[2]
+
+
+def _working_to_canonical(work: sitk.Image, canonical: sitk.Image):
+    z0 = canonical.GetOrigin()[2]
+    dz = canonical.GetSpacing()[2] * canonical.GetDirection()[8]
+
+    def convert(k: float) -> float:
+        return (_z_mm(work, k) - z0) / dz
+
+    return convert
