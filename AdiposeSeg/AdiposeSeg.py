@@ -119,6 +119,9 @@ class AdiposeSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.updateStatisticsButton.connect("clicked(bool)", self.onUpdateStatistics)
         self.ui.editButton.connect("clicked(bool)", self.onEdit)
         self.ui.saveGroundTruthButton.connect("clicked(bool)", self.onSaveGroundTruth)
+        self.ui.showL3Button.connect("clicked(bool)", self.onShowL3)
+        self.ui.setL3Button.connect("clicked(bool)", self.onSetL3)
+        self.ui.levelsTableView.setMRMLScene(slicer.mrmlScene)
         self.ui.falseColourCheckBox.connect("toggled(bool)", self.onFalseColour)
         self.ui.deviceComboBox.connect("currentIndexChanged(int)", self._updateDeviceNote)
         self.ui.sliceModeComboBox.connect("currentIndexChanged(int)", self._updateSliceMode)
@@ -201,7 +204,8 @@ class AdiposeSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.segmentButton.enabled = bool(p and p.inputVolume) or running
         self.ui.segmentButton.text = _("Cancel") if running else _("Segment")
         hasResult = bool(p and p.inputVolume and self.logic.resultsForVolume(p.inputVolume)[0]) and not running
-        for button in (self.ui.updateStatisticsButton, self.ui.editButton, self.ui.saveGroundTruthButton):
+        for button in (self.ui.updateStatisticsButton, self.ui.editButton, self.ui.saveGroundTruthButton,
+                       self.ui.showL3Button, self.ui.setL3Button):
             button.enabled = hasResult
 
     def _sliceRange(self):
@@ -292,6 +296,7 @@ class AdiposeSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._parameterNode.outputSegmentation = segmentationNode
             self._parameterNode.outputTable = tableNode
             self.logic.showResults(job.volume_node, segmentationNode, tableNode, self.ui.falseColourCheckBox.checked)
+            self.ui.levelsTableView.setMRMLTableNode(self.logic.levelsTable(segmentationNode))
             self.ui.statusLabel.text = self.logic.summaryText(tableNode, segmentationNode)
         except Exception as exc:  # never leave the button reading "Cancel"
             logging.exception("AdiposeSeg: showing the result failed")
@@ -317,6 +322,21 @@ class AdiposeSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             tableNode = self.logic.updateStatistics(segmentationNode, p.inputVolume, tableNode,
                                                     p.l3Slice if p.l3Slice >= 0 else None)
             p.outputTable = tableNode
+            self.ui.statusLabel.text = self.logic.summaryText(tableNode, segmentationNode)
+
+    def onShowL3(self) -> None:
+        p = self._parameterNode
+        with slicer.util.tryWithErrorDisplay(_("L3 could not be shown."), waitCursor=True):
+            segmentationNode, _table = self.logic.resultsForVolume(p.inputVolume)
+            if self.logic.jumpToLevel(p.inputVolume, segmentationNode) is None:
+                self.ui.statusLabel.text = _("No L3 was found on the bone; set it from the red slice.")
+
+    def onSetL3(self) -> None:
+        p = self._parameterNode
+        with slicer.util.tryWithErrorDisplay(_("L3 could not be set."), waitCursor=True):
+            segmentationNode, tableNode = self.logic.resultsForVolume(p.inputVolume)
+            self.logic.setL3FromRedSlice(p.inputVolume, segmentationNode)
+            self.ui.levelsTableView.setMRMLTableNode(self.logic.levelsTable(segmentationNode))
             self.ui.statusLabel.text = self.logic.summaryText(tableNode, segmentationNode)
 
     def onEdit(self) -> None:
@@ -481,7 +501,19 @@ class AdiposeSegLogic(ScriptedLoadableModuleLogic):
     def saveAsGroundTruth(self, volumeNode, segmentationNode, datasetDir, caseId=None):
         return self._sceneLogicAnyModel().saveAsGroundTruth(volumeNode, segmentationNode, datasetDir, caseId)
 
+    def levelsTable(self, segmentationNode):
+        return self._sceneLogicAnyModel().levelsTable(segmentationNode)
+
+    def jumpToLevel(self, volumeNode, segmentationNode=None, name="L3"):
+        return self._sceneLogicAnyModel().jumpToLevel(volumeNode, segmentationNode, name)
+
     # -- what needs the application
+    def setL3FromRedSlice(self, volumeNode, segmentationNode=None) -> dict:
+        """L3 = the axial slice the red view shows (its centre point), recorded as set by hand."""
+        sliceNode = slicer.app.layoutManager().sliceWidget("Red").mrmlSliceNode()
+        centre = [sliceNode.GetSliceToRAS().GetElement(i, 3) for i in range(3)]
+        return self._sceneLogicAnyModel().setL3(volumeNode, segmentationNode, ras=centre)
+
     def currentRedSlice(self, volumeNode):
         """(start, stop) of the axial slice shown in the red view, in the engine's canonical order."""
         import numpy as np
@@ -510,6 +542,7 @@ class AdiposeSegLogic(ScriptedLoadableModuleLogic):
         slicer.app.applicationLogic().PropagatePlotChartSelection()
         if falseColour:  # otherwise the volume keeps the colours and window the user chose
             self.setFalseColour(volumeNode, True)
+        self.jumpToLevel(volumeNode, segmentationNode, "L3")  # the views open on L3 when it was found
 
     def setFalseColour(self, volumeNode, enabled: bool) -> None:
         self._sceneLogicAnyModel().setFalseColour(volumeNode, enabled)
@@ -523,7 +556,15 @@ class AdiposeSegLogic(ScriptedLoadableModuleLogic):
     def summaryText(self, tableNode, segmentationNode) -> str:
         totals = dict(item.split("=") for item in (tableNode.GetAttribute("AdiposeSeg.Totals") or "").split(";") if "=" in item)
         parts = [f"{name} {float(totals.get(f'{name}_volume_cm3', 'nan')):.1f} cm³" for name in ("SAT", "VAT", "Muscle")]
-        return _("Done: ") + ", ".join(parts) + _(" (areas per slice in the table)")
+        text = _("Done: ") + ", ".join(parts) + _(" (areas per slice in the table)")
+        l3 = self._sceneLogicAnyModel().levels(segmentationNode).get("L3")
+        if l3 and "SMA_cm2" in l3:
+            how = _("set by hand") if l3["source"] == "manual" else _("{confidence} confidence").format(confidence=l3["confidence"])
+            text += "\n" + _("L3 (slice {k}, {how}): SMA {sma:.1f} cm², SAT {sat:.1f} cm², VAT {vat:.1f} cm²").format(
+                k=l3["slice"], how=how, sma=l3["SMA_cm2"], sat=l3["SAT_cm2"], vat=l3["VAT_cm2"])
+        elif l3:
+            text += "\n" + _("L3 found with low confidence at slice {k}: check it and set it from the red slice").format(k=l3["slice"])
+        return text
 
 
 class AdiposeSegTest(ScriptedLoadableModuleTest):
@@ -591,6 +632,22 @@ class AdiposeSegTest(ScriptedLoadableModuleTest):
         self.assertNotEqual(first["case_id"], second["case_id"])
         self.assertEqual(first["edited"], "yes")
         self.assertTrue(os.path.isfile(os.path.join(folder, first["prediction"])))
+
+        self.delayDisplay("Vertebral levels: the views jump to L3; Set L3 from the red slice overrides it")
+        levels = logic._sceneLogicAnyModel().levels(segmentationNode)
+        if "L3" in levels:  # found on the bone when the sample's field of view holds the last rib or the sacrum
+            ras = logic.jumpToLevel(volumeNode, segmentationNode, "L3")
+            red = slicer.app.layoutManager().sliceWidget("Red").mrmlSliceNode()
+            self.assertAlmostEqual(red.GetSliceToRAS().GetElement(2, 3), ras[2], places=3)
+            marks = logic._sceneLogicAnyModel().levelMarks(segmentationNode)
+            self.assertEqual(marks.GetNthControlPointLabel(0), "L3")
+        red = slicer.app.layoutManager().sliceWidget("Red").mrmlSliceNode()
+        red.JumpSliceByCentering(*[red.GetSliceToRAS().GetElement(i, 3) for i in range(3)])
+        manual = logic.setL3FromRedSlice(volumeNode, segmentationNode)
+        self.assertEqual(manual["source"], "manual")
+        third = logic.saveAsGroundTruth(volumeNode, segmentationNode, folder)
+        self.assertEqual(third["l3_source"], "manual")
+        self.assertEqual(third["l3_slice"], str(manual["slice"]))
         self.delayDisplay("Test passed")
 
     def test_background_run(self):

@@ -103,3 +103,46 @@ def test_batch_takes_l3_and_patient_data_per_case_and_recomputes_when_they_chang
         row = next(csv.DictReader(fh))
     assert "patient data or L3 changed" in row["message"]
     assert float(row["L3_SMI_cm2_m2"]) == pytest.approx(summary["levels"]["L3"]["SMA_cm2"] / 1.6 ** 2, abs=1e-3)
+
+
+def test_segment_finds_l3_itself_and_reports_every_level(example_ct, tiny_model_dir, tmp_path):
+    """`--l3 auto` (the default): the levels found on the bone, indices at each, the L3 row, the
+    per-slice level column and the L1-L5 volumes; `--l3 N` overrides and keeps the found slice."""
+    out = tmp_path / "out"
+    assert main(["segment", str(example_ct), "-o", str(out), "--model", str(tiny_model_dir), "--device", "cpu", "-q",
+                 "--height-m", "1.70", "--weight-kg", "80", "--sex", "M"]) == 0
+    summary = json.loads((out / "example_ct_summary.json").read_text())
+    levels = summary["levels"]
+    assert set(levels) == {"S1", "L5", "L4", "L3", "L2", "L1", "T12"}
+    l3 = levels["L3"]
+    assert (l3["source"], l3["anchor"], l3["confidence"]) == ("auto", "sacrum and last rib", "high")
+    assert abs(l3["slice"] - 73.8) <= 1.5 and l3["input_slice"] == l3["slice"]   # this file runs feet to head
+    assert summary["l3"]["slice"] == l3["slice"] and l3["SMI_cm2_m2"] == pytest.approx(l3["SMA_cm2"] / 1.7 ** 2)
+    assert {"sarcopenia", "visceral_obesity"} <= set(l3["flags"])   # myosteatosis needs muscle (the tiny model finds none)
+    assert "flags" not in levels["L1"] and "SMA_cm2" in levels["L1"]           # cut-offs are defined at L3 only
+    assert "SMA_cm2" not in levels["T12"] and "low confidence" in levels["T12"]["not_measured"]  # cut by the image top
+    with open(out / "example_ct_slices.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    by_slice = {int(r["slice"]): r for r in rows}
+    low, high = l3["range"]
+    assert {by_slice[k]["level"] for k in range(low, high + 1)} == {"L3"}
+    assert by_slice[low - 1]["level"] == "L4" and by_slice[high + 1]["level"] == "L2"
+    volumes = summary["volumes_L1_L5"]
+    first, last = volumes["slices"]
+    assert by_slice[first]["level"] == "L5" and by_slice[last]["level"] == "L1"
+    assert volumes["SAT_cm3"] == pytest.approx(sum(float(by_slice[k]["SAT_area_cm2"]) for k in range(first, last + 1)) * 0.3,
+                                               rel=1e-4)
+
+    assert main(["segment", str(example_ct), "-o", str(tmp_path / "manual"), "--model", str(tiny_model_dir),
+                 "--device", "cpu", "-q", "--l3", "70", "--slices", "60:90"]) == 0
+    summary = json.loads((tmp_path / "manual" / "example_ct_summary.json").read_text())
+    manual = summary["levels"]["L3"]
+    assert (manual["slice"], manual["source"], manual["auto_slice"]) == (70, "manual", l3["slice"])
+    assert "not_measured" in summary["levels"]["L5"] and summary["volumes_L1_L5"] is None   # slices 60..89 only
+
+
+def test_levels_can_be_turned_off(example_ct_sm, tiny_model_dir, tmp_path):
+    assert main(["segment", str(example_ct_sm), "-o", str(tmp_path), "--model", str(tiny_model_dir), "--device", "cpu",
+                 "-q", "--no-levels", "--slices", "0:4"]) == 0
+    summary = json.loads((tmp_path / "example_ct_sm_summary.json").read_text())
+    assert summary["levels"] == {} and summary["l3"] is None and summary["run"]["options"]["find_levels"] is False

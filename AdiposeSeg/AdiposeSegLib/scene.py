@@ -30,6 +30,8 @@ from .running.identity import safe_name
 from .measuring.statistics import SLICE_COLUMNS, Statistics
 from .tissues import COLORS, LABELS, NAMES, SegmentOptions, label_for_name
 from .reporting.writers import terminology_tag, write_segmentation
+from .scene_levels import (LEVEL_MARKS_REFERENCE, LEVELS_TABLE_REFERENCE, axial_slice_at, jump_to_level, levels_of,
+                           manual_l3, remeasure, slice_names, write_levels)
 
 SEGMENTATION_REFERENCE = "AdiposeSegSegmentation"   # volume -> its AdiposeSeg segmentation
 TABLE_REFERENCE = "AdiposeSegTable"                  # segmentation -> statistics table
@@ -248,8 +250,14 @@ class SceneLogic:
                 previous_image.CopyInformation(image)
                 prediction_labels = _replace_slices(previous_image, result.labels, result.slice_range, image)
             processed |= earlier
-            stats = statistics_for_labels(labels, image)
+            levels = _keep_manual_l3(result.levels, levels_of(segmentationNode))
+            arrays: dict = {}
+            stats = statistics_for_labels(labels, image, levels=slice_names(levels, _axial_count(image)), arrays=arrays)
             stats.rows = [r for r in stats.rows if r["slice"] in processed]
+            levels = remeasure(levels, arrays["labels"], arrays["hu"], arrays["spacing"][0] * arrays["spacing"][1],
+                               processed)
+        else:
+            levels = result.levels
         if segmentationNode is None:
             segmentationNode = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"{volumeNode.GetName()} AdiposeSeg")
             segmentationNode.CreateDefaultDisplayNodes()
@@ -266,6 +274,7 @@ class SceneLogic:
         volumeNode.SetNodeReferenceID(SEGMENTATION_REFERENCE, segmentationNode.GetID())
         tableNode = self._writeTable(stats, segmentationNode, tableNode)
         self._plot(tableNode, segmentationNode)
+        write_levels(scene, segmentationNode, image, levels)
         return segmentationNode, tableNode
 
     def _writeSegments(self, segmentationNode, labels: sitk.Image, volumeNode) -> None:
@@ -370,13 +379,63 @@ class SceneLogic:
         self.checkBelongs(volumeNode, segmentationNode)
         self.checkTableBelongs(tableNode, segmentationNode)
         ct = image_from_volume_node(volumeNode)
-        stats = statistics_for_labels(self.labelImage(segmentationNode, volumeNode, ct), ct, l3Slice)
+        levels = levels_of(segmentationNode)
+        if l3Slice is None and "L3" in levels:
+            l3Slice = int(levels["L3"]["slice"])
+        arrays: dict = {}
+        stats = statistics_for_labels(self.labelImage(segmentationNode, volumeNode, ct), ct, l3Slice,
+                                      slice_names(levels, _axial_count(ct)), arrays)
         processed = _processed_slices(segmentationNode, ct)
         stats.rows = [r for r in stats.rows if r["slice"] in processed
                       or any(r[f"{NAMES[k]}_area_cm2"] > 0 for k in LABELS)]
         tableNode = self._writeTable(stats, segmentationNode, tableNode or segmentationNode.GetNodeReference(TABLE_REFERENCE))
         self._plot(tableNode, segmentationNode)
+        spacing = arrays["spacing"]
+        write_levels(self.scene, segmentationNode, ct, remeasure(levels, arrays["labels"], arrays["hu"],
+                                                                 spacing[0] * spacing[1], processed))
         return tableNode
+
+    # -- vertebral levels
+    def levels(self, segmentationNode) -> dict:
+        """The levels of a result, as in summary.json: name -> slice, range, source, confidence, indices."""
+        return levels_of(segmentationNode)
+
+    def levelsTable(self, segmentationNode):
+        return segmentationNode.GetNodeReference(LEVELS_TABLE_REFERENCE) if segmentationNode is not None else None
+
+    def levelMarks(self, segmentationNode):
+        return segmentationNode.GetNodeReference(LEVEL_MARKS_REFERENCE) if segmentationNode is not None else None
+
+    def jumpToLevel(self, volumeNode, segmentationNode=None, name: str = "L3"):
+        """Centre the slice views on a level (L3 by default); returns its RAS point, None if not found."""
+        segmentationNode = segmentationNode or self.segmentationForVolume(volumeNode)
+        self.checkBelongs(volumeNode, segmentationNode)
+        return jump_to_level(self.scene, segmentationNode, image_from_volume_node(volumeNode), name)
+
+    def setL3(self, volumeNode, segmentationNode=None, ras=None, sliceIndex: int | None = None) -> dict:
+        """Set L3 by hand at a RAS point (e.g. the red slice view's centre) or a canonical slice; the L3
+        indices are recomputed on the current segments and the override is kept with the result
+        (and written to the manifest by Save as ground truth). Returns the new L3 entry."""
+        segmentationNode = segmentationNode or self.segmentationForVolume(volumeNode)
+        self.checkBelongs(volumeNode, segmentationNode)
+        ct = image_from_volume_node(volumeNode)
+        count = _axial_count(ct)
+        k = axial_slice_at(ct, ras) if sliceIndex is None else int(sliceIndex)
+        if not 0 <= k < count:
+            raise AdiposeSegError(f"slice {k} is outside the CT's {count} axial slices (0..{count - 1})")
+        levels = levels_of(segmentationNode)
+        arrays: dict = {}
+        stats = statistics_for_labels(self.labelImage(segmentationNode, volumeNode, ct), ct, k,
+                                      slice_names(levels, count), arrays)
+        spacing = arrays["spacing"]
+        z = arrays["images"][1].TransformIndexToPhysicalPoint((0, 0, k))[2]
+        levels = manual_l3(levels, arrays["labels"], arrays["hu"], spacing[0] * spacing[1], k, z, _input_slice(ct, k))
+        processed = _processed_slices(segmentationNode, ct)
+        stats.rows = [r for r in stats.rows if r["slice"] in processed
+                      or any(r[f"{NAMES[j]}_area_cm2"] > 0 for j in LABELS)]
+        self._writeTable(stats, segmentationNode, segmentationNode.GetNodeReference(TABLE_REFERENCE))
+        write_levels(self.scene, segmentationNode, ct, levels)
+        return levels["L3"]
 
     def _writeTable(self, stats: Statistics, segmentationNode, tableNode):
         if tableNode is None:
@@ -385,9 +444,10 @@ class SceneLogic:
             tableNode = self.scene.AddNewNodeByClass("vtkMRMLTableNode", f"{segmentationNode.GetName()} areas")
         table = vtk.vtkTable()
         for column in SLICE_COLUMNS:
-            array = vtk.vtkIntArray() if column == "slice" else vtk.vtkDoubleArray()
+            array = (vtk.vtkIntArray() if column == "slice" else vtk.vtkStringArray() if column == "level"
+                     else vtk.vtkDoubleArray())
             array.SetName(column)
-            array.SetNumberOfTuples(len(stats.rows))
+            array.SetNumberOfValues(len(stats.rows))
             for i, row in enumerate(stats.rows):
                 array.SetValue(i, row[column])
             table.AddColumn(array)
@@ -508,6 +568,9 @@ class SceneLogic:
                "prediction": "", "source": source or volumeNode.GetName(),
                "model_version": segmentationNode.GetAttribute("AdiposeSeg.ModelVersion") or "",
                "edited": "unknown", "date": datetime.datetime.now().isoformat(timespec="seconds")}
+        l3 = levels_of(segmentationNode).get("L3")
+        if l3:
+            row.update(l3_slice=str(l3["slice"]), l3_source=l3["source"])
         if prediction is not None:
             row["prediction"] = f"predictions/{case_id}_prediction.seg.nrrd"
             row["edited"] = "yes" if not np.array_equal(prediction, labels_array) else "no"
@@ -527,6 +590,21 @@ class SceneLogic:
         if ignored:
             row["ignored_segments"] = ignored
         return row
+
+
+def _keep_manual_l3(new_levels: dict, old_levels: dict) -> dict:
+    """A partial re-run finds the levels again; an L3 the user set by hand stays."""
+    manual = old_levels.get("L3")
+    if manual and manual.get("source") == "manual":
+        return {**new_levels, "L3": manual}
+    return new_levels
+
+
+def _input_slice(image: sitk.Image, k: int) -> int:
+    """Canonical slice k as an index along the volume's own axial axis."""
+    direction = np.array(image.GetDirection()).reshape(3, 3)
+    axis = int(np.argmax(np.abs(direction[2])))
+    return k if direction[2][axis] > 0 else image.GetSize()[axis] - 1 - k
 
 
 def _axial_count(image: sitk.Image) -> int:

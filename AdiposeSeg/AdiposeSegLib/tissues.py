@@ -80,6 +80,7 @@ class SegmentOptions:
     slices: tuple[int, int] | None = None  # canonical axial slice range [start, stop)
     batch_size: int = 8
     device: str = "auto"
+    find_levels: bool = True   # vertebral levels (T12..L5) from the bone; L3 indices at the level found
 
 
 def options_to_dict(options: SegmentOptions) -> dict:
@@ -87,11 +88,11 @@ def options_to_dict(options: SegmentOptions) -> dict:
     return {"fat_window": list(options.windows.fat), "muscle_window": list(options.windows.muscle),
             "min_island_mm2": float(options.min_island_mm2), "include_imat": bool(options.include_imat),
             "slices": list(options.slices) if options.slices is not None else None,
-            "batch_size": int(options.batch_size), "device": options.device}
+            "batch_size": int(options.batch_size), "device": options.device, "find_levels": bool(options.find_levels)}
 
 
 def options_from_dict(d: dict) -> SegmentOptions:
     return SegmentOptions(windows=HUWindows(fat=tuple(d["fat_window"]), muscle=tuple(d["muscle_window"])),
                           min_island_mm2=float(d["min_island_mm2"]), include_imat=bool(d["include_imat"]),
                           slices=tuple(d["slices"]) if d.get("slices") is not None else None,
-                          batch_size=int(d["batch_size"]), device=d["device"])
+                          batch_size=int(d["batch_size"]), device=d["device"], find_levels=bool(d.get("find_levels", True)))

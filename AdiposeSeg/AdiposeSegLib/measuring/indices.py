@@ -80,13 +80,18 @@ def patient_indices(measures: dict, patient: dict | None) -> dict:
     return out
 
 
-def level_report(measures: dict, patient: dict | None) -> dict:
-    """Measures, the patient-normalised indices, and every flag that can be decided, with sources."""
+def level_report(measures: dict, patient: dict | None, with_flags: bool = True) -> dict:
+    """Measures, the patient-normalised indices, and every flag that can be decided, with sources.
+    The flags' cut-offs are defined at L3 only: other levels get the indices without flags."""
     report = dict(measures)
+    if "SMA_cm2" not in measures:   # the level's slice was not processed
+        return report
     extra = patient_indices(measures, patient)
     flags = extra.pop("flags", {})
-    flags["visceral_obesity"] = measures["VAT_cm2"] > CUTOFFS["visceral_obesity_vat_cm2"]
     report.update(extra)
+    if not with_flags:
+        return report
+    flags["visceral_obesity"] = measures["VAT_cm2"] > CUTOFFS["visceral_obesity_vat_cm2"]
     report["flags"] = flags
     report["flag_sources"] = {name: SOURCES[name] for name in flags}
     return report

@@ -45,7 +45,7 @@ def spine_axis_x(hu: np.ndarray, spacing: tuple[float, float, float]) -> np.ndar
         bone = hu[k] > BONE_HU
         for _ in range(2):
             lo, hi = max(0, int(c - half)), min(hu.shape[2], int(c + half) + 1)
-            rows, cols = np.nonzero(bone[:, lo:hi])
+            _, cols = np.nonzero(bone[:, lo:hi])
             if cols.size < 5:
                 break
             c = lo + cols.mean()
@@ -192,16 +192,30 @@ def find_discs(s: np.ndarray, profile: np.ndarray) -> np.ndarray:
         if not (p[n] <= p[n - 1] and p[n] < p[n + 1]):
             continue
         left, right = p[max(0, n - flank - 1):n], p[n + 1:n + 2 + flank]
-        if left.size < 3 or right.size < 3 or left.argmax() == 0 or right.argmax() == right.size - 1:
-            continue  # an endplate is a peak inside the flank, not the rising edge of something further away
+        if left.size < 3 or right.size < 3:
+            continue
         depth = min(left.max(), right.max()) - p[n]
-        if depth >= DISC_DEPTH_HU:
+        if left.argmax() > 0 and right.argmax() < right.size - 1:
+            if depth >= DISC_DEPTH_HU:   # an endplate peak close on each side
+                found.append((depth, s[n]))
+        elif _steep_narrow(p, n, flank):
             found.append((depth, s[n]))
     kept: list[float] = []
     for depth, pos in sorted(found, reverse=True):
         if all(abs(pos - other) >= MIN_BODY_MM for other in kept):
             kept.append(pos)
     return np.array(_split_tall(sorted(kept), s, p))
+
+
+def _steep_narrow(p: np.ndarray, n: int, flank: int) -> bool:
+    """A disc between dense bodies without bright endplates: the profile climbs at least twice the
+    disc depth on both sides within the flank, and half of that within a third of it."""
+    if n - flank < 0 or n + flank >= p.size:
+        return False
+    need = 2 * DISC_DEPTH_HU
+    near = max(1, flank // 3 * 2)
+    return (min(p[n - flank], p[n + flank]) - p[n] >= need
+            and min(p[n - near], p[n + near]) - p[n] >= need / 2)
 
 
 TALL = 1.45            # a stretch this much taller than the typical vertebra hides a faint disc

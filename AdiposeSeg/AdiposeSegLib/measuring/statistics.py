@@ -8,7 +8,7 @@ import numpy as np
 from ..tissues import LABELS, NAMES
 
 SLICE_COLUMNS = (
-    ["slice", "z_mm"]
+    ["slice", "z_mm", "level"]
     + [f"{NAMES[k]}_area_cm2" for k in LABELS]
     + [f"{NAMES[k]}_mean_HU" for k in LABELS]
     + ["VAT_SAT_ratio"]
@@ -23,6 +23,7 @@ class Statistics:
     voxel_volume_mm3: float
     l3_row: dict | None = None
     notes: list[str] = field(default_factory=list)
+    volumes_l1_l5: dict | None = None   # tissue volumes from the top of L1 to the bottom of L5, when in view
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -43,8 +44,10 @@ def compute_statistics(
     z_positions_mm: np.ndarray,
     slice_indices: np.ndarray | None = None,
     l3_slice: int | None = None,
+    levels: list[str] | None = None,
 ) -> Statistics:
-    """labels, hu: (slices, rows, cols) in canonical axial order; spacing in mm (x, y, z)."""
+    """labels, hu: (slices, rows, cols) in canonical axial order; spacing in mm (x, y, z);
+    levels: the vertebral level of each of those slices ("" where none)."""
     pixel_area = float(spacing_xyz[0] * spacing_xyz[1])
     voxel_volume = pixel_area * float(spacing_xyz[2])
     n = labels.shape[0]
@@ -57,7 +60,7 @@ def compute_statistics(
     for i in range(n):
         counts = np.bincount(flat_labels[i], minlength=max(LABELS) + 1)
         sums = np.bincount(flat_labels[i], weights=flat_hu[i], minlength=max(LABELS) + 1)
-        row = {"slice": int(indices[i]), "z_mm": round(float(z_positions_mm[i]), 3)}
+        row = {"slice": int(indices[i]), "z_mm": round(float(z_positions_mm[i]), 3), "level": levels[i] if levels else ""}
         for k in LABELS:
             row[f"{NAMES[k]}_area_cm2"] = counts[k] * pixel_area / 100.0
             row[f"{NAMES[k]}_mean_HU"] = float(sums[k] / counts[k]) if counts[k] else float("nan")

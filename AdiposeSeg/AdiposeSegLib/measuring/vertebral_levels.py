@@ -37,8 +37,9 @@ RIB_MAX_CM3 = 30.0              # a whole 11th rib is well below this; an ilium 
 COLUMN_ZONE_MM = 25.0           # the vertebral body itself (ribs are looked for outside it)
 SACRAL_BONE_HU = 100.0          # sacral alae are mostly trabecular bone
 SACRAL_SPREAD_MM = 60.0         # sacral alae + ilia reach at least this far to both sides
-MIN_PARTIAL_MM = 10.0
-MIN_COVERAGE_MM = 60.0          # less than about two vertebrae: nothing to count           # a vertebra cut by the field of view counts when this much is in view
+MIN_PARTIAL_MM = 10.0           # a vertebra cut by the field of view counts when this much is in view
+MAX_SLICE_MM = 4.5              # thicker slices blur thoracic and even lumbar discs away
+MIN_COVERAGE_MM = 60.0          # less than about two vertebrae: nothing to count
 
 
 @dataclass
@@ -129,7 +130,7 @@ def sacral_spread(hu: np.ndarray, column: SpineColumn, spacing, k: int) -> bool:
 
 def _segments(column: SpineColumn, discs_s: np.ndarray, sz: float) -> list[tuple[float, float, bool]]:
     """Vertebral stretches as (k_low, k_high, complete), inferior -> superior, from the discs."""
-    k_of = lambda s: float(np.interp(s, column.s_mm, column.k_of_s))  # noqa: E731
+    k_of = lambda s: float(np.interp(s, column.s_mm, column.k_of_s))
     edges = [k_of(s) for s in discs_s]
     bottom, top = float(column.k_of_s[0]), float(column.k_of_s[-1])
     out = []
@@ -187,6 +188,10 @@ def detect_levels(canonical: sitk.Image) -> LevelReport:
         report.notes.append(f"the CT covers {coverage:.0f} mm along the body: too short to count vertebrae "
                             f"(needs {MIN_COVERAGE_MM:.0f} mm)")
         return report
+    if canonical.GetSpacing()[2] > MAX_SLICE_MM:
+        report.notes.append(f"slices {canonical.GetSpacing()[2]:.1f} mm apart: intervertebral discs cannot be told "
+                            f"apart reliably above {MAX_SLICE_MM} mm, vertebral levels are not looked for; give L3 by hand")
+        return report
     work = _working_image(canonical)
     hu = sitk.GetArrayViewFromImage(work)
     spacing = work.GetSpacing()
@@ -217,11 +222,22 @@ def detect_levels(canonical: sitk.Image) -> LevelReport:
     names, report.anchor, report.confidence = _name_segments(segments, l5_index, t12_index, report.notes)
     to_canonical_k = _working_to_canonical(work, canonical)
     report.discs_mm = [round(float(_z_mm(work, np.interp(s, column.s_mm, column.k_of_s))), 2) for s in discs]
+    heights = [high - low for low, high, complete in segments if complete]
+    typical = float(np.median(heights)) if heights else None
     for index, name in names.items():
         low, high, complete = segments[index]
         a, b = to_canonical_k(low), to_canonical_k(high)
-        report.levels[name] = {"range_k": (a, b), "mid_k": (a + b) / 2.0, "complete": complete,
-                               "confidence": report.confidence if complete else "low", "anchor": report.anchor}
+        mid = (low + high) / 2.0
+        if not complete and typical and high - low < typical and name.startswith("L"):
+            # a lumbar body cut by the field of view: its middle is half a typical (lumbar) vertebra
+            # from the disc in view (T12 is smaller, S1 is part of the tilted sacrum: visible middle)
+            mid = max(low, high - typical / 2.0) if index == 0 else min(high, low + typical / 2.0)
+        row = int(np.clip(round(mid), 0, hu.shape[0] - 1))
+        centre_j = column.centre_j[row] if not np.isnan(column.centre_j[row]) else np.nanmedian(column.centre_j)
+        centre = work.TransformContinuousIndexToPhysicalPoint((float(column.axis_x[row]), float(centre_j), mid))
+        report.levels[name] = {"range_k": (a, b), "mid_k": to_canonical_k(mid), "complete": complete,
+                               "confidence": report.confidence if complete else "low", "anchor": report.anchor,
+                               "centre_lps_mm": [round(float(v), 2) for v in centre]}
         if not complete:
             report.levels[name]["note"] = "cut by the field of view: its middle is uncertain"
     return report

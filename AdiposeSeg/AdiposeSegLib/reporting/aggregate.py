@@ -18,7 +18,7 @@ from ..tissues import LABELS, NAMES
 SUMMARY_COLUMNS = (["case_id", "status", "source", "series_uid", "input_sha256", "model", "model_weights_sha256",
                     "options", "message", "slices"]
                    + [f"{NAMES[k]}_volume_cm3" for k in LABELS] + [f"{NAMES[k]}_mean_HU" for k in LABELS]
-                   + ["VAT_SAT_ratio", "L3_slice", "L3_SMA_cm2", "L3_SMD_HU", "L3_IMAT_cm2", "L3_SAT_cm2", "L3_VAT_cm2",
+                   + ["VAT_SAT_ratio", "L3_slice", "L3_source", "L3_confidence", "L3_SMA_cm2", "L3_SMD_HU", "L3_IMAT_cm2", "L3_SAT_cm2", "L3_VAT_cm2",
                       "L3_SMI_cm2_m2", "sarcopenia", "myosteatosis", "visceral_obesity", "quality_flags", "seconds"])
 
 
@@ -47,6 +47,8 @@ def row_for(record: dict) -> dict:
         l3 = (record.get("levels") or {}).get("L3")
         if l3:
             row["L3_slice"] = l3.get("slice", "")
+            row["L3_source"] = l3.get("source", "")
+            row["L3_confidence"] = l3.get("confidence", "")
             for key in ("SMA_cm2", "SMD_HU", "IMAT_cm2", "SAT_cm2", "VAT_cm2", "SMI_cm2_m2"):
                 row[f"L3_{key}"] = _fmt(l3.get(key))
             for flag, value in (l3.get("flags") or {}).items():

@@ -6,7 +6,8 @@ import io
 from pathlib import Path
 
 MANIFEST = "manifest.csv"
-MANIFEST_COLUMNS = ["case_id", "image", "segmentation", "prediction", "source", "model_version", "edited", "date"]
+MANIFEST_COLUMNS = ["case_id", "image", "segmentation", "prediction", "source", "model_version", "edited", "date",
+                    "l3_slice", "l3_source"]   # L3: canonical slice; "auto" (found on the bone) or "manual" (set by the user)
 
 
 def read_manifest(path: str | Path) -> list[dict]:

@@ -121,6 +121,7 @@ def write_results(
             "slices_processed": list(result.slice_range),
             "totals": stats.totals,
             "l3": stats.l3_row,
+            "volumes_L1_L5": stats.volumes_l1_l5,
             "notes": stats.notes + ([seg_note] if seg_note else []),
             "timings_s": result.timings,
             "files": files.as_dict(),
@@ -128,7 +129,8 @@ def write_results(
         extra = dict(extra or {})
         summary["quality"] = {**result.quality, **extra.pop("quality", {})}
         summary["patient"] = patient or {}
-        summary["levels"] = {name: level_report(measures, patient) for name, measures in result.levels.items()}
+        summary["levels"] = {name: level_report(measures, patient, with_flags=name == "L3")
+                             for name, measures in result.levels.items()}
         summary.update(extra)
         staged[f"{case_id}_summary.json"] = write_summary_json(summary, stage / f"{case_id}_summary.json")
         publish(staged, out, marker=f"{case_id}_summary.json", overwrite=overwrite, replaces=result_names(case_id),

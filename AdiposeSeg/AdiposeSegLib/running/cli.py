@@ -53,6 +53,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--labelmap", choices=("nrrd", "nii.gz", "nii", "mha"), help="also write a plain label map in this format")
     p.add_argument("--dicom-seg", action=argparse.BooleanOptionalAction, default=None,
                    help="write a DICOM SEG referencing the source CT (default: on for DICOM input)")
+    p.add_argument("--no-levels", action="store_true",
+                   help="do not look for the vertebral levels (T12..L5); L3 is then only what --l3 N or the patients file gives")
 
 
 def _options(args) -> SegmentOptions:
@@ -60,7 +62,20 @@ def _options(args) -> SegmentOptions:
         windows=HUWindows(fat=args.fat_window, muscle=args.muscle_window),
         min_island_mm2=args.min_island_mm2, include_imat=not args.no_imat,
         slices=getattr(args, "slices", None), batch_size=args.batch_size, device=args.device,
+        find_levels=not args.no_levels,
     )
+
+
+def _l3(text: str):
+    if text == "auto":
+        return "auto"
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a slice number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a slice number is 0 or more, got {value}")
+    return value
 
 
 def _progress_bar(total: int, desc: str, quiet: bool):
@@ -83,8 +98,8 @@ def cmd_segment(args) -> int:
     options = _options(args)
     case_id = args.case_id or case_id_for(args.input)
     given = _given_patient(args, case_id)
-    if args.l3 is None and given and "l3_slice" in given:
-        args.l3 = given["l3_slice"]
+    if args.l3 == "auto":   # the patients file's L3, else the level found on the bone
+        args.l3 = given.get("l3_slice") if given else None
     t0 = time.perf_counter()
     info: dict = {}
     image = read_ct(args.input, args.series_uid, info=info)
@@ -122,11 +137,17 @@ def cmd_segment(args) -> int:
     def num(value) -> str:  # NaN is stored as null: no muscle, no density
         return "n/a" if value is None else f"{value:.1f}"
 
-    for name, level in summary.get("levels", {}).items():
+    for name, level in sorted(summary.get("levels", {}).items(), key=lambda item: -item[1]["slice"]):
+        where = f"{name} (slice {level['slice']}, {level['source']}"
+        where += f", {level['confidence']} confidence from the {level['anchor']})" if level["source"] == "auto" else ")"
+        if "SMA_cm2" not in level:
+            print(f"  {where}: {level.get('not_measured', 'not measured')}")
+            continue
         smi = f", SMI {num(level['SMI_cm2_m2'])} cm2/m2" if "SMI_cm2_m2" in level else ""
         flags = ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in level.get("flags", {}).items())
-        print(f"  {name} (slice {level['slice']}): SMA {num(level['SMA_cm2'])} cm2, SMD {num(level['SMD_HU'])} HU, "
-              f"SAT {num(level['SAT_cm2'])}, VAT {num(level['VAT_cm2'])}, IMAT {num(level['IMAT_cm2'])} cm2{smi}; {flags}")
+        print(f"  {where}: SMA {num(level['SMA_cm2'])} cm2, SMD {num(level['SMD_HU'])} HU, "
+              f"SAT {num(level['SAT_cm2'])}, VAT {num(level['VAT_cm2'])}, IMAT {num(level['IMAT_cm2'])} cm2{smi}"
+              + (f"; {flags}" if flags else ""))
     for note in info.get("notes", []) + result.statistics.notes:
         print(f"  note: {note}")
     for name, path in files.as_dict().items():
@@ -242,8 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--slices", type=_slices, default=None, help="all (default), N, or START:STOP in axial order")
     p.add_argument("--series-uid", help="DICOM series to use when the folder holds several")
     p.add_argument("--case-id", help="name for the output files (default: from the input name)")
-    p.add_argument("--l3", type=int, help="index of the L3 slice, reported separately: the 'slice' column of the "
-                   "_slices.csv, i.e. axial slices counted from the inferior end (canonical LPS order)")
+    p.add_argument("--l3", type=_l3, default="auto", help="'auto' (default: the middle of the L3 vertebral body found on "
+                   "the bone, see 'levels' in the summary) or the L3 slice as a number: the 'slice' column of the "
+                   "_slices.csv, i.e. axial slices counted from the inferior end (canonical LPS order); recorded as manual")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier result of the same case id in the output folder")
     p.add_argument("--height-m", type=float, help="patient height in metres (for SMI, SATI, VATI; else from DICOM PatientSize)")
     p.add_argument("--weight-kg", type=float, help="patient weight in kg (for BMI-specific cut-offs)")

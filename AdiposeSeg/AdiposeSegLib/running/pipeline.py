@@ -14,7 +14,9 @@ from ..model.device import resolve_device
 from ..reading.image_io import validate_ct
 from ..model.model_card import LoadedModel
 from ..reading.orientation import from_canonical, to_canonical
+from ..measuring.level_measures import auto_l3_slice, l1_l5_volumes, level_entries, slice_level_names
 from ..measuring.postprocess import gate, remove_islands
+from ..measuring.vertebral_levels import detect_levels
 from .progress import RunControl
 from ..measuring.statistics import Statistics, compute_statistics
 from ..tissues import SegmentOptions
@@ -76,6 +78,18 @@ def canonical_arrays(image: sitk.Image) -> tuple[sitk.Image, np.ndarray, tuple[f
     return canonical, hu, canonical.GetSpacing(), z
 
 
+def input_slice_index(canonical: sitk.Image, image: sitk.Image):
+    """Canonical slice k -> index along the input file's own axial axis (the one nearest to z)."""
+    axis = int(np.argmax(np.abs(np.array(image.GetDirection()).reshape(3, 3)[2])))
+    centre = [(n - 1) / 2.0 for n in canonical.GetSize()[:2]]
+
+    def convert(k: int) -> int:
+        point = canonical.TransformContinuousIndexToPhysicalPoint((centre[0], centre[1], float(k)))
+        return int(round(image.TransformPhysicalPointToContinuousIndex(point)[axis]))
+
+    return convert
+
+
 def segment_image(
     image: sitk.Image,
     model: LoadedModel,
@@ -108,15 +122,24 @@ def segment_image(
     part = remove_islands(part, spacing[0] * spacing[1], options.min_island_mm2)
     labels = np.zeros(hu.shape, dtype=np.uint8)
     labels[start:stop] = part
-    control.report(0.96, "computing statistics")
-    stats = compute_statistics(part, hu[start:stop], spacing, z[start:stop], np.arange(start, stop), l3_slice)
-    quality = quality_flags(part, spacing, np.arange(start, stop))
-    levels = {}
-    if l3_slice is not None and start <= l3_slice < stop:
-        from ..measuring.indices import level_measures
+    timings["postprocess_s"] = time.perf_counter() - t2
 
-        levels["L3"] = {"slice": int(l3_slice), "source": "manual", "z_mm": round(float(z[l3_slice]), 3),
-                        **level_measures(part[l3_slice - start], np.asarray(hu[l3_slice]), spacing[0] * spacing[1])}
+    t3 = time.perf_counter()
+    report = None
+    if options.find_levels:
+        control.report(0.94, "finding vertebral levels")
+        report = detect_levels(canonical)
+    timings["levels_s"] = time.perf_counter() - t3
+
+    t4 = time.perf_counter()
+    control.report(0.96, "computing statistics")
+    names = slice_level_names(report, hu.shape[0])
+    l3 = l3_slice if l3_slice is not None else auto_l3_slice(report)
+    stats = compute_statistics(part, hu[start:stop], spacing, z[start:stop], np.arange(start, stop), l3, names[start:stop])
+    stats.notes.extend(report.notes if report else [])
+    quality = quality_flags(part, spacing, np.arange(start, stop))
+    levels = level_entries(report, l3_slice, part, hu, start, stop, spacing, z, input_slice_index(canonical, image))
+    stats.volumes_l1_l5 = l1_l5_volumes(report, stats.rows, spacing[2])
     if "fov_cutoff" in quality:
         q = quality["fov_cutoff"]
         stats.notes.append(f"the body touches the edge of the field of view on {q['slices']} of {q['of']} slices "
@@ -124,17 +147,22 @@ def segment_image(
     label_image = sitk.GetImageFromArray(labels)
     label_image.CopyInformation(canonical)
     native = from_canonical(label_image, image)
-    timings["postprocess_s"] = time.perf_counter() - t2
+    timings["statistics_s"] = time.perf_counter() - t4
     control.report(1.0, "done")
     return SegmentationResult(native, labels, np.asarray(hu), canonical, stats, (start, stop), device, timings,
                               {"name": model.card.name, "version": model.card.version}, quality, levels)
 
 
-def statistics_for_labels(label_image: sitk.Image, ct_image: sitk.Image, l3_slice: int | None = None) -> Statistics:
-    """Recompute statistics from an (edited) label map on the CT's grid: 'Update statistics'."""
+def statistics_for_labels(label_image: sitk.Image, ct_image: sitk.Image, l3_slice: int | None = None,
+                          levels: list[str] | None = None, arrays: dict | None = None) -> Statistics:
+    """Recompute statistics from an (edited) label map on the CT's grid: 'Update statistics'.
+    `levels`: each canonical slice's vertebral level; `arrays`, when given, receives the canonical
+    "labels", "hu" and "spacing" (for level indices on the same data)."""
     ct_canonical, hu, spacing, z = canonical_arrays(ct_image)
     canonical_labels = to_canonical(label_image)
     labels = sitk.GetArrayViewFromImage(canonical_labels)
     if labels.shape != hu.shape:
         raise ValueError(f"label map size {labels.shape[::-1]} differs from the CT's {hu.shape[::-1]}")
-    return compute_statistics(labels, hu, spacing, z, None, l3_slice)
+    if arrays is not None:
+        arrays.update(labels=labels, hu=hu, spacing=spacing, images=(canonical_labels, ct_canonical))
+    return compute_statistics(labels, hu, spacing, z, None, l3_slice, levels)

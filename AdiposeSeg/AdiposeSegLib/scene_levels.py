@@ -1,0 +1,153 @@
+"""Vertebral levels in the MRML scene: where a result's levels are kept (a JSON attribute of the
+segmentation), the level marks (a locked markups point list, seen in the sagittal view), the levels
+table (L3 on top, then the other levels from head to feet), slice jumps, and the user's own L3.
+
+Used by SceneLogic; MRML only, no Qt.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import SimpleITK as sitk
+import vtk
+
+import slicer
+
+from .errors import AdiposeSegError
+from .measuring.indices import level_measures
+from .measuring.level_measures import TRUSTED
+
+LEVELS_ATTRIBUTE = "AdiposeSeg.Levels"           # JSON: the summary's "levels" for this segmentation
+LEVEL_MARKS_REFERENCE = "AdiposeSegLevelMarks"   # segmentation -> markups point list, one point per level
+LEVELS_TABLE_REFERENCE = "AdiposeSegLevelsTable"  # segmentation -> one row per level, L3 first
+LEVEL_COLUMNS = ("level", "slice", "source", "confidence", "SMA_cm2", "SMD_HU", "IMAT_cm2", "SAT_cm2", "VAT_cm2",
+                 "VAT_SAT_ratio", "LAMA_cm2", "NAMA_cm2")
+
+
+def levels_of(segmentationNode) -> dict:
+    text = segmentationNode.GetAttribute(LEVELS_ATTRIBUTE) if segmentationNode is not None else None
+    return json.loads(text) if text else {}
+
+
+def ordered(levels: dict) -> list[str]:
+    """L3 first, then the others from head to feet."""
+    rest = sorted((name for name in levels if name != "L3"), key=lambda name: -levels[name]["slice"])
+    return (["L3"] if "L3" in levels else []) + rest
+
+
+def _ras(level: dict, image: sitk.Image) -> list[float]:
+    """The level's mark: its vertebral-body centre (LPS -> RAS) at its slice's height."""
+    if level.get("centre_lps_mm"):
+        x, y, _ = level["centre_lps_mm"]
+    else:
+        x, y, _ = image.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2.0 for n in image.GetSize()])
+    return [-x, -y, float(level["z_mm"])]
+
+
+def write_levels(scene, segmentationNode, image: sitk.Image, levels: dict):
+    """Store the levels on the segmentation and show them: marks and the levels table."""
+    segmentationNode.SetAttribute(LEVELS_ATTRIBUTE, json.dumps(levels))
+    marks = segmentationNode.GetNodeReference(LEVEL_MARKS_REFERENCE)
+    if marks is None and levels:
+        marks = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", f"{segmentationNode.GetName()} levels")
+        marks.CreateDefaultDisplayNodes()
+        segmentationNode.SetNodeReferenceID(LEVEL_MARKS_REFERENCE, marks.GetID())
+    if marks is not None:
+        marks.RemoveAllControlPoints()
+        for name in ordered(levels):
+            index = marks.AddControlPoint(*_ras(levels[name], image), name)
+            marks.SetNthControlPointLocked(index, True)
+            marks.SetNthControlPointDescription(index, f"{levels[name]['source']}, {levels[name]['confidence']} confidence")
+    table = segmentationNode.GetNodeReference(LEVELS_TABLE_REFERENCE)
+    if table is None and levels:
+        table = scene.AddNewNodeByClass("vtkMRMLTableNode", f"{segmentationNode.GetName()} levels")
+        segmentationNode.SetNodeReferenceID(LEVELS_TABLE_REFERENCE, table.GetID())
+    if table is not None:
+        _fill_table(table, levels)
+    return marks, table
+
+
+def _fill_table(tableNode, levels: dict) -> None:
+    table = vtk.vtkTable()
+    names = ordered(levels)
+    for column in LEVEL_COLUMNS:
+        text = column in ("level", "source", "confidence")
+        array = vtk.vtkStringArray() if text else (vtk.vtkIntArray() if column == "slice" else vtk.vtkDoubleArray())
+        array.SetName(column)
+        array.SetNumberOfValues(len(names))
+        for row, name in enumerate(names):
+            value = name if column == "level" else levels[name].get(column)
+            if text:
+                array.SetValue(row, str(value if value is not None else ""))
+            else:
+                array.SetValue(row, value if value is not None else float("nan"))
+        table.AddColumn(array)
+    tableNode.SetAndObserveTable(table)
+    for column in LEVEL_COLUMNS:
+        if column.endswith("_cm2"):
+            tableNode.SetColumnUnitLabel(column, "cm2")
+        elif column.endswith("_HU"):
+            tableNode.SetColumnUnitLabel(column, "HU")
+
+
+def jump_to_level(scene, segmentationNode, image: sitk.Image, name: str = "L3"):
+    """Centre every slice view on the level's mark; returns its RAS position (None: no such level)."""
+    level = levels_of(segmentationNode).get(name)
+    if level is None:
+        return None
+    ras = _ras(level, image)
+    slicer.vtkMRMLSliceNode.JumpAllSlices(scene, *ras, slicer.vtkMRMLSliceNode.CenteredJumpSlice)
+    return ras
+
+
+def axial_slice_at(image: sitk.Image, ras) -> int:
+    """The canonical axial slice (counted from the inferior end) through a RAS point, e.g. the red
+    slice view's offset; read from the geometry, without reorienting the volume."""
+    direction = np.array(image.GetDirection()).reshape(3, 3)
+    axis = int(np.argmax(np.abs(direction[2])))
+    count = image.GetSize()[axis]
+    index = image.TransformPhysicalPointToContinuousIndex((-ras[0], -ras[1], ras[2]))[axis]
+    if not -0.5 <= index <= count - 0.5:
+        raise AdiposeSegError(f"the point is outside the CT's {count} axial slices")
+    index = int(round(index))
+    return index if direction[2][axis] > 0 else count - 1 - index
+
+
+def manual_l3(levels: dict, labels: np.ndarray, hu: np.ndarray, pixel_area_mm2: float, k: int,
+              z_mm: float, input_slice: int) -> dict:
+    """The levels with L3 set by the user at canonical slice k: indices recomputed on the current
+    (possibly edited) labels; the level found on the bone is kept as auto_slice."""
+    auto = levels.get("L3") or {}
+    entry = {"slice": int(k), "input_slice": int(input_slice), "z_mm": round(float(z_mm), 3), "source": "manual",
+             "anchor": "manual", "confidence": "manual"}
+    if auto.get("centre_lps_mm"):
+        entry["centre_lps_mm"] = auto["centre_lps_mm"]
+    auto_slice = auto.get("auto_slice", auto.get("slice") if auto.get("source") == "auto" else None)
+    if auto_slice is not None:
+        entry["auto_slice"] = auto_slice
+    return {**levels, "L3": {**entry, **level_measures(labels[k], hu[k], pixel_area_mm2)}}
+
+
+def remeasure(levels: dict, labels: np.ndarray, hu: np.ndarray, pixel_area_mm2: float, processed: set) -> dict:
+    """The levels' indices recomputed on the current labels (after edits or a partial re-run)."""
+    out = {}
+    for name, level in levels.items():
+        k = int(level["slice"])
+        trusted = level.get("source") == "manual" or level.get("confidence") in TRUSTED
+        if trusted and k in processed and 0 <= k < labels.shape[0]:
+            level = {key: value for key, value in level.items() if key != "not_measured"}
+            level.update(level_measures(labels[k], hu[k], pixel_area_mm2))
+        out[name] = level
+    return out
+
+
+def slice_names(levels: dict, count: int) -> list[str]:
+    """Per canonical slice, the level whose range holds it (the per-slice table's level column)."""
+    names = [""] * count
+    for name, level in levels.items():
+        if level.get("source") == "auto" and "range" in level:
+            low, high = level["range"]
+            for k in range(max(0, low), min(count, high + 1)):
+                names[k] = name
+    return names
