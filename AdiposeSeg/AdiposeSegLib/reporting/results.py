@@ -25,6 +25,7 @@ class OutputFiles:
     overlay: Path | None = None
     labelmap: Path | None = None
     dicom_seg: Path | None = None
+    levels: Path | None = None      # sagittal level marks beside the L3 slice
 
     def as_dict(self) -> dict:
         return {k: str(v) for k, v in self.__dict__.items() if v is not None}
@@ -39,7 +40,7 @@ def case_id_for(path: str | os.PathLike) -> str:
 def result_names(case_id: str) -> list[str]:
     """Every file name a case's result set can have (to replace an earlier set whole)."""
     names = [f"{case_id}.seg.nrrd", f"{case_id}_slices.csv", f"{case_id}_summary.json", f"{case_id}_overlay.png",
-             f"{case_id}_failed.json", f"{case_id}_seg.dcm"]
+             f"{case_id}_failed.json", f"{case_id}_seg.dcm", f"{case_id}_levels.png"]
     return names + [f"{case_id}_labels.{fmt}" for fmt in LABELMAP_FORMATS]
 
 
@@ -87,12 +88,21 @@ def write_results(
         if overlay_slices:
             chosen = [s for s in overlay_slices if start <= s < stop]
         else:
-            chosen = [start + s for s in choose_slices(result.canonical_labels[start:stop])]
+            l3 = (result.levels.get("L3") or {}).get("slice")
+            l3 = [l3 - start] if l3 is not None and start <= l3 < stop else []
+            chosen = [start + s for s in choose_slices(result.canonical_labels[start:stop], must_include=l3)]
         if chosen:
             spacing = result.canonical_image.GetSpacing()
             staged[f"{case_id}_overlay.png"] = write_montage(stage / f"{case_id}_overlay.png", result.canonical_hu,
                                                              result.canonical_labels, chosen, (spacing[0], spacing[1]),
                                                              with_plain=True)
+        if result.levels and result.canonical_hu is not None:
+            from .levels_figure import write_levels_figure
+
+            figure = write_levels_figure(stage / f"{case_id}_levels.png", result.canonical_image, result.canonical_hu,
+                                         result.canonical_labels, result.levels)
+            if figure:
+                staged[f"{case_id}_levels.png"] = figure
         seg_note = None
         if dicom_sources:
             from .. import __version__
@@ -107,7 +117,8 @@ def write_results(
                             summary=out / f"{case_id}_summary.json",
                             overlay=out / f"{case_id}_overlay.png" if f"{case_id}_overlay.png" in staged else None,
                             labelmap=out / f"{case_id}_labels.{labelmap_format}" if labelmap_format else None,
-                            dicom_seg=out / f"{case_id}_seg.dcm" if f"{case_id}_seg.dcm" in staged else None)
+                            dicom_seg=out / f"{case_id}_seg.dcm" if f"{case_id}_seg.dcm" in staged else None,
+                            levels=out / f"{case_id}_levels.png" if f"{case_id}_levels.png" in staged else None)
         stats = result.statistics
         summary = {
             "case_id": case_id,
