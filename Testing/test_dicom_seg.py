@@ -1,4 +1,4 @@
-"""DICOM SEG for PACS (issue 10 D, first part): read back by highdicom and by dcmqi (what Slicer's DICOM plugins use)."""
+"""DICOM SEG and SR for PACS (issue 10 D): read back by highdicom and by dcmqi (what Slicer's DICOM plugins use)."""
 import json
 import subprocess
 import sys
@@ -64,7 +64,7 @@ def test_seg_round_trips_through_highdicom_and_dcmqi(dcmqi_series, tiny_model_di
 def test_no_seg_for_anonymised_sources_and_the_summary_says_why(dicom_j2k, tiny_model_dir, tmp_path):
     summary = _segment(dicom_j2k, tmp_path / "out", tiny_model_dir)
     assert not (tmp_path / "out" / "case_seg.dcm").exists()
-    assert any("no DICOM SEG written" in n and "SOPClassUID" in n for n in summary["notes"])
+    assert any("no DICOM SEG" in n and "SOPClassUID" in n for n in summary["notes"])
 
 
 def test_no_seg_when_not_dicom_or_switched_off(dcmqi_series, example_ct_sm, tiny_model_dir, tmp_path):
@@ -72,3 +72,50 @@ def test_no_seg_when_not_dicom_or_switched_off(dcmqi_series, example_ct_sm, tiny
     assert not (tmp_path / "nifti" / "case_seg.dcm").exists()
     _segment(dcmqi_series, tmp_path / "off", tiny_model_dir, "--no-dicom-seg")
     assert not (tmp_path / "off" / "case_seg.dcm").exists()
+
+
+def test_sr_holds_the_l3_measurements_and_volumes_referring_to_the_seg(dcmqi_series, default_model, tmp_path):
+    """TID 1500: per tissue the L3 area (and muscle density) on the SEG frame of the L3 slice, with
+    finding site L3 vertebra, and the volumes on the whole segments; highdicom and dcmqi read it."""
+    hd = pytest.importorskip("highdicom")
+    summary = _segment(dcmqi_series, tmp_path / "out", default_model.directory, "--l3", "1")
+    l3 = summary["levels"]["L3"]
+    seg = pydicom.dcmread(tmp_path / "out" / "case_seg.dcm")
+    sr = hd.sr.srread(str(tmp_path / "out" / "case_sr.dcm"))
+    assert sr.SOPClassUID == "1.2.840.10008.5.1.4.1.1.88.34"   # Comprehensive 3D SR
+    evidence = {sop.ReferencedSOPInstanceUID for study in sr.CurrentRequestedProcedureEvidenceSequence
+                for series in study.ReferencedSeriesSequence for sop in series.ReferencedSOPSequence}
+    assert seg.SOPInstanceUID in evidence
+    planar = sr.content.get_planar_roi_measurement_groups()
+    volumetric = sr.content.get_volumetric_roi_measurement_groups()
+    l3_slice_uid = sorted((pydicom.dcmread(p, stop_before_pixels=True) for p in dcmqi_series.glob("*.dcm")),
+                          key=lambda ds: float(ds.ImagePositionPatient[2]))[l3["input_slice"]].SOPInstanceUID
+    expected_area = {"SAT": l3["SAT_cm2"], "VAT": l3["VAT_cm2"], "Muscle": l3["SMA_cm2"], "IMAT": l3["IMAT_cm2"]}
+    found = {}
+    for group in planar:
+        name = group.tracking_identifier.split()[0]
+        assert group.finding_sites[0].value.value == "36470004"      # L3 vertebra
+        reference = group.referenced_segmentation_frame
+        assert reference.referenced_sop_instance_uid == seg.SOPInstanceUID
+        frame = int(reference.referenced_frame_numbers[0])   # on the L3 slice, this tissue's segment
+        item = seg.PerFrameFunctionalGroupsSequence[frame - 1]
+        assert item.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID == l3_slice_uid
+        assert NAMES[int(item.SegmentIdentificationSequence[0].ReferencedSegmentNumber)] == name
+        area = next(m for m in group.get_measurements() if m.name.value == "42798000")
+        found[name] = area.value
+    assert found.keys() == {k for k, v in expected_area.items() if v > 0}
+    for name, value in found.items():
+        assert value == pytest.approx(expected_area[name], rel=1e-6)
+    volumes = {g.tracking_identifier.split()[0]: next(m.value for m in g.get_measurements() if m.name.value == "118565006")
+               for g in volumetric}
+    for name, value in volumes.items():
+        assert value == pytest.approx(summary["totals"][f"{name}_volume_cm3"], rel=1e-6)
+    # dcmqi's TID 1500 reader (QuantitativeReporting in Slicer) reads the same numbers
+    reader = Path(sys.executable).parent / "tid1500reader"
+    subprocess.run([str(reader), "--inputDICOM", str(tmp_path / "out" / "case_sr.dcm"), "--outputMetadata",
+                    str(tmp_path / "sr.json")], check=True, capture_output=True)
+    items = json.loads((tmp_path / "sr.json").read_text())["Measurements"]
+    muscle = next(m for m in items if m["TrackingIdentifier"] == "Muscle at L3")
+    values = {i["quantity"]["CodeMeaning"]: float(i["value"]) for i in muscle["measurementItems"]}
+    assert values["Area"] == pytest.approx(l3["SMA_cm2"], rel=1e-9)
+    assert values["Attenuation Coefficient"] == pytest.approx(l3["SMD_HU"], rel=1e-9)

@@ -21,6 +21,17 @@ class SegNotWritten(Exception):
     """A DICOM SEG cannot honestly be made for this input (said in the summary's notes)."""
 
 
+def read_sources(volume_files: list[str]) -> list:
+    """The source CT headers, as highdicom takes them."""
+    import pydicom
+
+    sources = [pydicom.dcmread(f, stop_before_pixels=True) for f in volume_files]
+    for ds in sources:  # an empty value means the default repertoire; highdicom refuses the empty string
+        if "SpecificCharacterSet" in ds and not ds.SpecificCharacterSet:
+            del ds.SpecificCharacterSet
+    return sources
+
+
 def write_dicom_seg(labels: sitk.Image, volume_files: list[str], out_path: str | os.PathLike, model_info: dict,
                     software_version: str) -> Path:
     """labels: the label map on the grid read from `volume_files` (slice k = file k)."""
@@ -28,17 +39,13 @@ def write_dicom_seg(labels: sitk.Image, volume_files: list[str], out_path: str |
         import highdicom as hd
     except ImportError:
         raise SegNotWritten("highdicom is not installed (pip install highdicom)") from None
-    import pydicom
     from pydicom.sr.codedict import codes
 
-    sources = [pydicom.dcmread(f, stop_before_pixels=True) for f in volume_files]
+    sources = read_sources(volume_files)
     missing = [name for name in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
                if not str(getattr(sources[0], name, "") or "")]
     if missing:
         raise SegNotWritten(f"the source DICOM has no {', '.join(missing)} (anonymised?), so a DICOM SEG cannot refer to it")
-    for ds in sources:  # an empty value means the default repertoire; highdicom refuses the empty string
-        if "SpecificCharacterSet" in ds and not ds.SpecificCharacterSet:
-            del ds.SpecificCharacterSet
     array = sitk.GetArrayFromImage(labels).astype(np.uint8)
     if array.shape[0] != len(sources):
         raise ValueError(f"{len(sources)} source images for {array.shape[0]} label slices")

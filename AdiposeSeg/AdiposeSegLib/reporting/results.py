@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime
+import warnings
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ class OutputFiles:
     overlay: Path | None = None
     labelmap: Path | None = None
     dicom_seg: Path | None = None
+    dicom_sr: Path | None = None    # TID 1500 measurement report referring to the SEG
     levels: Path | None = None      # sagittal level marks beside the L3 slice
 
     def as_dict(self) -> dict:
@@ -40,7 +42,8 @@ def case_id_for(path: str | os.PathLike) -> str:
 def result_names(case_id: str) -> list[str]:
     """Every file name a case's result set can have (to replace an earlier set whole)."""
     names = [f"{case_id}.seg.nrrd", f"{case_id}_slices.csv", f"{case_id}_summary.json", f"{case_id}_overlay.png",
-             f"{case_id}_failed.json", f"{case_id}_seg.dcm", f"{case_id}_levels.png"]
+             f"{case_id}_failed.json", f"{case_id}_seg.dcm", f"{case_id}_sr.dcm",
+             f"{case_id}_levels.png"]
     return names + [f"{case_id}_labels.{fmt}" for fmt in LABELMAP_FORMATS]
 
 
@@ -103,21 +106,31 @@ def write_results(
                                          result.canonical_labels, result.levels)
             if figure:
                 staged[f"{case_id}_levels.png"] = figure
-        seg_note = None
+        dicom_notes = []
         if dicom_sources:
             from .. import __version__
             from .dicom_seg import SegNotWritten, write_dicom_seg
+            from .dicom_sr import write_dicom_sr
 
             try:
-                staged[f"{case_id}_seg.dcm"] = write_dicom_seg(result.labels, dicom_sources, stage / f"{case_id}_seg.dcm",
-                                                              result.model_info, __version__)
+                with warnings.catch_warnings():
+                    # highdicom warns about the source's own header values (e.g. a one-part PatientName)
+                    warnings.filterwarnings("ignore", category=UserWarning, module="highdicom")
+                    staged[f"{case_id}_seg.dcm"] = write_dicom_seg(result.labels, dicom_sources, stage / f"{case_id}_seg.dcm",
+                                                                  result.model_info, __version__)
+                    staged[f"{case_id}_sr.dcm"], sr_notes = write_dicom_sr(
+                        staged[f"{case_id}_seg.dcm"], dicom_sources, result.levels, result.statistics.totals,
+                        result.model_info, __version__, stage / f"{case_id}_sr.dcm")
+                    dicom_notes += sr_notes
             except (SegNotWritten, ValueError) as exc:
-                seg_note = f"no DICOM SEG written: {exc}"
+                what = "DICOM SR" if f"{case_id}_seg.dcm" in staged else "DICOM SEG (nor SR)"
+                dicom_notes.append(f"no {what} written: {exc}")
         files = OutputFiles(segmentation=out / f"{case_id}.seg.nrrd", statistics=out / f"{case_id}_slices.csv",
                             summary=out / f"{case_id}_summary.json",
                             overlay=out / f"{case_id}_overlay.png" if f"{case_id}_overlay.png" in staged else None,
                             labelmap=out / f"{case_id}_labels.{labelmap_format}" if labelmap_format else None,
                             dicom_seg=out / f"{case_id}_seg.dcm" if f"{case_id}_seg.dcm" in staged else None,
+                            dicom_sr=out / f"{case_id}_sr.dcm" if f"{case_id}_sr.dcm" in staged else None,
                             levels=out / f"{case_id}_levels.png" if f"{case_id}_levels.png" in staged else None)
         stats = result.statistics
         summary = {
@@ -133,7 +146,7 @@ def write_results(
             "totals": stats.totals,
             "l3": stats.l3_row,
             "volumes_L1_L5": stats.volumes_l1_l5,
-            "notes": stats.notes + ([seg_note] if seg_note else []),
+            "notes": stats.notes + dicom_notes,
             "timings_s": result.timings,
             "files": files.as_dict(),
         }
