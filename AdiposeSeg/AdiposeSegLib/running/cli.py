@@ -155,6 +155,15 @@ def cmd_segment(args) -> int:
     return 0
 
 
+def cmd_web(args) -> int:
+    try:
+        from AdiposeSegWeb.server import run_web
+    except ImportError as exc:
+        raise AdiposeSegError(f"the web app needs trame-slicer: pip install 'trame-slicer[standalone]' ({exc})") from None
+    return run_web(args.paths, args.data_root, args.host, args.port, args.demo, args.dataset, args.model, args.device,
+                   args.encoder)
+
+
 def _given_patient(args, case_id: str) -> dict | None:
     """Patient data from --patients (this case's row) and --height-m / --weight-kg / --sex (which win)."""
     from ..reading.patients import patient_for, read_patients
@@ -285,6 +294,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true")
     _add_run_options(p)
     p.set_defaults(func=cmd_batch)
+
+    p = sub.add_parser("web", help="the workflow in a browser page (trame-slicer): open, segment, review, edit, save")
+    p.add_argument("paths", nargs="*", help="CT files or folders to offer (their folders become data roots)")
+    p.add_argument("--data-root", action="append", default=[], help="a folder whose CTs the page may open (repeatable); "
+                   "the page can name no file outside these")
+    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--demo", action="store_true", help="offer (and open) the generated phantom CT")
+    p.add_argument("--dataset", help="ground-truth dataset folder (default ~/AdiposeSegGroundTruth)")
+    p.add_argument("--model", help="model directory (default: the bundled model)")
+    p.add_argument("--device", default="auto", choices=("auto", "cuda", "mps", "cpu"))
+    p.add_argument("--encoder", default="png", choices=("png", "jpeg", "turbo-jpeg", "webp"),
+                   help="how views are streamed (png: exact colours)")
+    p.set_defaults(func=cmd_web)
 
     p = sub.add_parser("aggregate", help="merge the per-case results of a (sharded) batch into OUT/summary.csv")
     p.add_argument("output", help="the batch output folder")

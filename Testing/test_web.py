@@ -1,0 +1,174 @@
+"""The browser app (issue 11) in a real browser: Debian's Chromium driven by Playwright against
+`adiposeseg web --demo`, rendering Slicer's views offscreen with Mesa. Assertions count the tissue
+colours in each view (not pixel-exact screenshots: Mesa versions differ)."""
+import colorsys
+import csv
+import io
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("trame_slicer", reason="trame-slicer[standalone] is part of the test requirements")
+playwright = pytest.importorskip("playwright.sync_api", reason="playwright is part of the test requirements")
+
+CHROMIUM = os.environ.get("ADIPOSESEG_CHROMIUM", "/usr/bin/chromium")
+ROOT = Path(__file__).resolve().parents[1]
+SHOTS = os.environ.get("ADIPOSESEG_SCREENSHOTS")   # a folder: keep the page's screenshots (for docs/)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def web(tmp_path_factory):
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"Chromium is missing at {CHROMIUM} (apt-get install chromium; .ci/run installs it)")
+    base = tmp_path_factory.mktemp("web")
+    roots, dataset, outside = base / "data", base / "dataset", base / "outside"
+    roots.mkdir()
+    outside.mkdir()
+    (outside / "secret.nrrd").write_text("not for the browser")
+    (roots / "escape.nrrd").symlink_to(outside / "secret.nrrd")
+    port = _free_port()
+    env = {**os.environ, "XDG_CACHE_HOME": str(base / "cache"), "VTK_DEFAULT_OPENGL_WINDOW": "vtkEGLRenderWindow"}
+    process = subprocess.Popen([sys.executable, "-m", "AdiposeSegLib", "web", "--demo", "--data-root", str(roots),
+                                "--dataset", str(dataset), "--port", str(port), "--device", "cpu"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
+    lines = []
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        line = process.stdout.readline()
+        lines.append(line)
+        if line.startswith("adiposeseg web: http://") or process.poll() is not None:
+            break
+    if process.poll() is not None:
+        pytest.fail("the web app did not start:\n" + "".join(lines))
+    time.sleep(1.0)
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1600, "height": 900})
+        page.goto(f"http://127.0.0.1:{port}/")
+        page.wait_for_selector("#segment-button", timeout=60000)
+        yield {"page": page, "dataset": dataset, "roots": roots, "outside": outside, "log": lines}
+        browser.close()
+    process.terminate()
+    process.wait(10)
+
+
+def _shot(page, name):
+    if SHOTS:
+        Path(SHOTS).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(SHOTS) / f"{name}.png"))
+
+
+def _colour_counts(png: bytes) -> dict:
+    """Pixels of each tissue colour as the views blend it over the CT (by hue; the gray CT has none)."""
+    from PIL import Image
+
+    rgb = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).reshape(-1, 3) / 255.0
+    hsv = np.array([colorsys.rgb_to_hsv(*px) for px in rgb[::1]])
+    hue, sat = hsv[:, 0] * 360, hsv[:, 1]
+    coloured = sat > 0.25
+    return {"SAT": int((coloured & ((hue <= 6) | (hue >= 350))).sum()),
+            "Muscle": int((coloured & (hue > 8) & (hue < 25)).sum()),
+            "VAT": int((coloured & (hue > 105) & (hue < 150)).sum()),
+            "IMAT": int((coloured & (hue > 45) & (hue < 66)).sum())}
+
+
+def _views(page):
+    return page.locator("img.image-display-area")
+
+
+def _counts(page):
+    return [_colour_counts(_views(page).nth(i).screenshot()) for i in range(_views(page).count())]
+
+
+def _wait_for(page, condition, timeout=30.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = condition()
+        if value:
+            return value
+        page.wait_for_timeout(300)
+    return condition()
+
+
+def _table_total(page, column):
+    header = [c.strip() for c in page.locator("#slices-table thead th").all_inner_texts()]
+    index = header.index(column)
+    rows = page.locator("#slices-table tbody tr")
+    return sum(float(rows.nth(i).locator("td").nth(index).inner_text()) for i in range(rows.count()))
+
+
+def test_segment_edit_update_save_in_the_browser(web):
+    page = web["page"]
+    assert _views(page).count() == 3                       # axial, coronal, sagittal
+    before = _counts(page)
+    assert all(c["SAT"] < 20 and c["VAT"] < 20 for c in before), before   # the plain CT: no tissue colours
+
+    page.click("#segment-button")
+    page.wait_for_function("document.querySelector('#status').innerText.startsWith('Done')", timeout=180000)
+    after = _wait_for(page, lambda: (lambda c: c if c[0]["SAT"] > 500 else None)(_counts(page)))
+    _shot(page, "web_after_segment")
+    axial = after[0]
+    assert axial["SAT"] > 500 and axial["VAT"] > 500 and axial["Muscle"] > 500, after
+    assert all(c["SAT"] > 20 and c["VAT"] > 20 for c in after[1:]), after   # coronal and sagittal show them too
+    sat_area = _table_total(page, "SAT")
+    assert sat_area > 0
+
+    # erase SAT with the mouse: the Erase effect of Slicer's segment editor, dragged across the anterior wall
+    page.click("#edit-tab")                               # SAT, the first segment, is the active one
+    page.locator("button:has(i.mdi-eraser)").first.click()
+    view = _views(page).nth(0)
+    box = view.bounding_box()
+    from PIL import Image
+
+    image = np.asarray(Image.open(io.BytesIO(view.screenshot())).convert("RGB")).astype(int)
+    red = (image[..., 0] > 150) & (image[..., 1] < 110) & (image[..., 2] < 110)
+    rows, cols = np.nonzero(red)
+    top = rows < np.percentile(rows, 10)                  # the anterior SAT band
+    y, x = float(np.median(rows[top])), float(np.median(cols[top]))
+    scale = box["width"] / image.shape[1]
+    page.mouse.move(box["x"] + (x - 60) * scale, box["y"] + y * scale)
+    page.mouse.down()
+    for step in range(1, 25):
+        page.mouse.move(box["x"] + (x - 60 + 5 * step) * scale, box["y"] + y * scale)
+    page.mouse.up()
+    erased = _wait_for(page, lambda: (lambda c: c if c["SAT"] < axial["SAT"] - 100 else None)(_colour_counts(view.screenshot())))
+    _shot(page, "web_after_erase")
+    assert erased and erased["SAT"] < axial["SAT"] - 100, (axial, erased)
+
+    page.click("#panel-tab")
+    page.click("#update-button")
+    page.wait_for_function("document.querySelector('#status').innerText.startsWith('Statistics updated')", timeout=30000)
+    assert _table_total(page, "SAT") < sat_area
+
+    page.click("#save-button")
+    page.wait_for_function("document.querySelector('#status').innerText.startsWith('Saved')", timeout=60000)
+    with open(web["dataset"] / "manifest.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 1 and rows[0]["edited"] == "yes"
+    for key in ("image", "segmentation", "prediction"):
+        assert (web["dataset"] / rows[0][key]).is_file()
+    assert re.search(r"saved case demo_phantom_ct", page.inner_text("#saved"))
+
+
+@pytest.mark.parametrize("name", ["/etc/passwd", "../outside/secret.nrrd", "escape.nrrd"])
+def test_paths_outside_the_data_roots_are_refused(web, name):
+    page = web["page"]
+    page.click("#panel-tab")
+    page.evaluate("name => window.trame.state.set('scan', name)", name)
+    page.click("#open-button")
+    page.wait_for_selector("#error", timeout=10000)
+    assert "outside the data folders" in page.inner_text("#error")
+    assert "Traceback" not in page.content()
