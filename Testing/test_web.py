@@ -1,7 +1,6 @@
 """The browser app (issue 11) in a real browser: Debian's Chromium driven by Playwright against
 `adiposeseg web --demo`, rendering Slicer's views offscreen with Mesa. Assertions count the tissue
 colours in each view (not pixel-exact screenshots: Mesa versions differ)."""
-import colorsys
 import csv
 import io
 import os
@@ -18,6 +17,8 @@ import pytest
 pytest.importorskip("trame_slicer", reason="trame-slicer[standalone] is part of the test requirements")
 playwright = pytest.importorskip("playwright.sync_api", reason="playwright is part of the test requirements")
 
+from AdiposeSegWeb.colours import tissue_colour_counts  # noqa: E402
+
 CHROMIUM = os.environ.get("ADIPOSESEG_CHROMIUM", "/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = os.environ.get("ADIPOSESEG_SCREENSHOTS")   # a folder: keep the page's screenshots (for docs/)
@@ -30,7 +31,7 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def web(tmp_path_factory):
+def web(tmp_path_factory, real_ct_dir):
     if not Path(CHROMIUM).exists():
         pytest.fail(f"Chromium is missing at {CHROMIUM} (apt-get install chromium; .ci/run installs it)")
     base = tmp_path_factory.mktemp("web")
@@ -42,7 +43,8 @@ def web(tmp_path_factory):
     port = _free_port()
     env = {**os.environ, "XDG_CACHE_HOME": str(base / "cache"), "VTK_DEFAULT_OPENGL_WINDOW": "vtkEGLRenderWindow"}
     process = subprocess.Popen([sys.executable, "-m", "AdiposeSegLib", "web", "--demo", "--data-root", str(roots),
-                                "--dataset", str(dataset), "--port", str(port), "--device", "cpu"],
+                                "--data-root", str(real_ct_dir / "totalsegmentator-example"),
+                                "--dataset", str(dataset), "--port", str(port), "--device", "cpu", "--upload-limit-mb", "4"],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
     lines = []
     deadline = time.time() + 120
@@ -72,17 +74,7 @@ def _shot(page, name):
 
 
 def _colour_counts(png: bytes) -> dict:
-    """Pixels of each tissue colour as the views blend it over the CT (by hue; the gray CT has none)."""
-    from PIL import Image
-
-    rgb = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).reshape(-1, 3) / 255.0
-    hsv = np.array([colorsys.rgb_to_hsv(*px) for px in rgb[::1]])
-    hue, sat = hsv[:, 0] * 360, hsv[:, 1]
-    coloured = sat > 0.25
-    return {"SAT": int((coloured & ((hue <= 6) | (hue >= 350))).sum()),
-            "Muscle": int((coloured & (hue > 8) & (hue < 25)).sum()),
-            "VAT": int((coloured & (hue > 105) & (hue < 150)).sum()),
-            "IMAT": int((coloured & (hue > 45) & (hue < 66)).sum())}
+    return tissue_colour_counts(png)
 
 
 def _views(page):
@@ -172,3 +164,56 @@ def test_paths_outside_the_data_roots_are_refused(web, name):
     page.wait_for_selector("#error", timeout=10000)
     assert "outside the data folders" in page.inner_text("#error")
     assert "Traceback" not in page.content()
+
+
+def test_uploads_are_limited_and_checked_like_any_input(web, example_ct_sm, tmp_path):
+    import SimpleITK as sitk
+
+    page = web["page"]
+    upload = page.locator("input[type=file]").first
+    too_big = tmp_path / "big.nrrd"
+    too_big.write_bytes(os.urandom(5 * 1024 * 1024))
+    upload.set_input_files(str(too_big))
+    page.wait_for_function("document.querySelector('#error') && document.querySelector('#error').innerText.includes('limit')",
+                           timeout=30000)
+    assert "over this server's limit of 4 MB" in page.inner_text("#error")
+    junk = tmp_path / "notes.nrrd"
+    junk.write_text("these are notes, not a CT")
+    upload.set_input_files(str(junk))
+    page.wait_for_function("document.querySelector('#error') && document.querySelector('#error').innerText.includes('notes')",
+                           timeout=30000)
+    assert "Traceback" not in page.content()
+    ct = tmp_path / "uploaded_ct.nrrd"
+    sitk.WriteImage(sitk.ReadImage(str(example_ct_sm)), str(ct), useCompression=True)
+    upload.set_input_files(str(ct))
+    page.wait_for_function("document.querySelector('#status').innerText.startsWith('uploaded_ct.nrrd')", timeout=30000)
+    assert not page.locator("#error").count()
+
+
+def test_cancel_leaves_the_views_unchanged(web):
+    page = web["page"]   # the uploaded CT from the test above, not yet segmented
+    page.click("#segment-button")
+    page.wait_for_function("document.querySelector('#segment-button').innerText.includes('CANCEL') || "
+                           "document.querySelector('#segment-button').innerText.includes('Cancel')", timeout=10000)
+    page.click("#segment-button")
+    page.wait_for_function("document.querySelector('#status').innerText.startsWith('Cancelled')", timeout=30000)
+    counts = _counts(page)
+    assert all(c["SAT"] < 20 and c["VAT"] < 20 for c in counts), counts
+
+
+def test_real_ct_opens_on_l3_with_the_levels_table(web, example_ct):
+    page = web["page"]
+    page.click("#panel-tab")
+    page.evaluate("name => window.trame.state.set('scan', name)", str(example_ct))
+    page.click("#open-button")
+    page.wait_for_function("document.querySelector('#status').innerText.startsWith('example_ct')", timeout=30000)
+    page.click("#segment-button")
+    page.wait_for_function("document.querySelector('#status').innerText.startsWith('Done')", timeout=180000)
+    text = page.inner_text("#l3")
+    match = re.match(r"L3 slice (\d+) \(auto, high\)", text)
+    assert match and abs(int(match.group(1)) - 74) <= 1, text
+    first = page.locator("#levels-table tbody tr").first.locator("td").all_inner_texts()
+    assert first[:2] == ["L3", match.group(1)]
+    counts = _wait_for(page, lambda: (lambda c: c if c[0]["Muscle"] > 500 else None)(_counts(page)))
+    assert counts[0]["SAT"] > 500 and counts[0]["VAT"] > 500, counts
+    _shot(page, "web_real_ct_l3")

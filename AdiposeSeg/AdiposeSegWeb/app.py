@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import sys
+import tempfile
 import traceback
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from AdiposeSegLib.reading.image_io import read_ct
 from AdiposeSegLib.scene import SceneLogic, volume_node_from_image
 from AdiposeSegLib.tissues import LABELS, NAMES, SegmentOptions
 
-from .paths import DataRoots
+from .paths import DEFAULT_UPLOAD_LIMIT_MB, DataRoots, save_uploads
 from .tables import area_plot_svg, level_rows, slice_rows
 
 log = logging.getLogger("adiposeseg.web")
@@ -36,8 +37,11 @@ POLL_S = 0.25
 
 class AdiposeSegWeb(TrameApp):
     def __init__(self, roots: DataRoots, dataset_dir: str, model_dir: str | None = None, device: str = "auto",
-                 encoder: str = "png", server=None):
+                 encoder: str = "png", upload_limit_mb: float = DEFAULT_UPLOAD_LIMIT_MB, server=None):
         super().__init__(server)
+        self.upload_limit = int(upload_limit_mb * 1024 ** 2)
+        self.upload_dir = Path(tempfile.mkdtemp(prefix="adiposeseg-uploads-"))
+        roots.add(self.upload_dir)
         self.server.enable_module(trame_slicer_module)
         self.roots = roots
         self.dataset_dir = dataset_dir
@@ -108,6 +112,18 @@ class AdiposeSegWeb(TrameApp):
                            "plot_svg": "", "l3_text": "", "saved": "",
                            "status": f"{path.name}: {image.GetSize()[0]}x{image.GetSize()[1]}x{image.GetSize()[2]}; "
                                      "click Segment."})
+
+    def upload(self, files):
+        """A CT uploaded from the browser: size-checked, written under this server's upload folder
+        (itself a data root), then opened and checked like any other input."""
+        self.state.error = ""
+        try:
+            path = save_uploads(files or [], self.upload_dir, self.upload_limit)
+        except AdiposeSegError as exc:
+            return self.fail(str(exc))
+        self.state.scans = self.roots.scans()
+        self.state.scan = str(path)
+        self.open_scan(str(path))
 
     def segment(self):
         if self.job is not None:
@@ -215,6 +231,10 @@ class AdiposeSegWeb(TrameApp):
                 v3.VSelect(v_model=("scan",), items=("scans",), label="CT (inside the data folders)", density="compact",
                            hide_details=True, style="max-width: 520px;", id="scan-select")
                 v3.VBtn("Open", click=self.open_scan, id="open-button", classes="ml-2", disabled=("running",))
+                v3.VFileInput(multiple=True, hide_input=True, density="compact", prepend_icon="mdi-upload", id="upload",
+                              hide_details=True, style="max-width: 48px;", disabled=("running",),
+                              change=(f"trigger('{self.server.controller.trigger_name(self.upload)}', "
+                                      "[$event.target.files])"))
             with self.ui.drawer:
                 self.ui.drawer.width = 420
                 with v3.VTabs(v_model=("tab", "adiposeseg"), density="compact"):

@@ -7,7 +7,7 @@ from pathlib import Path
 from AdiposeSegLib.errors import AdiposeSegError
 from AdiposeSegLib.reading.discover import find_inputs
 
-UPLOAD_LIMIT_BYTES = 2 * 1024 ** 3   # a large CT volume; anything bigger is refused before it is written
+DEFAULT_UPLOAD_LIMIT_MB = 512   # bigger scans: start the server with their folder as a data root
 
 
 class OutsideDataRoots(AdiposeSegError):
@@ -16,10 +16,16 @@ class OutsideDataRoots(AdiposeSegError):
 
 class DataRoots:
     def __init__(self, roots: list[str | os.PathLike]):
-        self.roots = [Path(r).resolve() for r in roots]
-        for root in self.roots:
-            if not root.is_dir():
-                raise AdiposeSegError(f"data root {root} is not a folder")
+        self.roots = []
+        for root in roots:
+            self.add(root)
+
+    def add(self, root: str | os.PathLike) -> None:
+        real = Path(root).resolve()
+        if not real.is_dir():
+            raise AdiposeSegError(f"data root {real} is not a folder")
+        if real not in self.roots:
+            self.roots.append(real)
 
     def resolve(self, name: str) -> Path:
         """The real path of `name` (absolute, or relative to the first root) if it lies inside a root
@@ -47,3 +53,28 @@ class DataRoots:
             except AdiposeSegError:
                 continue
         return sorted(set(found))
+
+
+def save_uploads(files: list[dict], folder: Path, limit_bytes: int) -> Path:
+    """Write browser uploads into a fresh sub-folder of `folder`; returns the file (one) or the
+    folder (a DICOM series). Sizes are checked before anything is written; names lose any path."""
+    import re
+    import tempfile
+
+    if not files:
+        raise AdiposeSegError("no file was uploaded")
+    total = sum(int(f.get("size") or len(f.get("content") or b"")) for f in files)
+    if total > limit_bytes:
+        raise AdiposeSegError(f"the upload is {total / 1024 ** 2:.0f} MB, over this server's limit of "
+                              f"{limit_bytes / 1024 ** 2:.0f} MB; put the scan in a data folder instead")
+    target = Path(tempfile.mkdtemp(prefix="upload-", dir=folder))
+    written = []
+    for number, item in enumerate(files):
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(str(item.get("name") or "")).name).strip("._") or f"file{number}"
+        content = item.get("content") or b""
+        if isinstance(content, list):   # chunked by the client
+            content = b"".join(content)
+        path = target / name
+        path.write_bytes(content)
+        written.append(path)
+    return written[0] if len(written) == 1 else target

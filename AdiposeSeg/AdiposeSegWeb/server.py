@@ -10,9 +10,10 @@ LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 def run_web(paths: list[str], data_roots: list[str], host: str = "127.0.0.1", port: int = 8080, demo: bool = False,
             dataset_dir: str | None = None, model_dir: str | None = None, device: str = "auto", encoder: str = "png",
-            open_browser: bool = False) -> int:
-    # offscreen rendering with Mesa, set before VTK is imported
+            upload_limit_mb: float = 512.0, open_browser: bool = False) -> int:
+    # offscreen rendering with Mesa, set before VTK is imported; uploads travel over the websocket
     os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
+    os.environ.setdefault("TRAME_WS_MAX_MSG_SIZE", str(int((upload_limit_mb + 16) * 1024 ** 2)))
     from .app import AdiposeSegWeb, default_dataset_dir, ensure_writable
     from .paths import DataRoots
 
@@ -22,7 +23,8 @@ def run_web(paths: list[str], data_roots: list[str], host: str = "127.0.0.1", po
         roots.append(str(p if p.is_dir() else p.parent))
     if demo:
         roots.append(str(_demo_folder()))
-    app = AdiposeSegWeb(DataRoots(roots), ensure_writable(dataset_dir or default_dataset_dir()), model_dir, device, encoder)
+    app = AdiposeSegWeb(DataRoots(roots), ensure_writable(dataset_dir or default_dataset_dir()), model_dir, device, encoder,
+                        upload_limit_mb)
     if paths:
         app.state.scan = str(Path(paths[0]).resolve())
     elif demo:

@@ -161,7 +161,7 @@ def cmd_web(args) -> int:
     except ImportError as exc:
         raise AdiposeSegError(f"the web app needs trame-slicer: pip install 'trame-slicer[standalone]' ({exc})") from None
     return run_web(args.paths, args.data_root, args.host, args.port, args.demo, args.dataset, args.model, args.device,
-                   args.encoder)
+                   args.encoder, args.upload_limit_mb)
 
 
 def _given_patient(args, case_id: str) -> dict | None:
@@ -307,6 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=("auto", "cuda", "mps", "cpu"))
     p.add_argument("--encoder", default="png", choices=("png", "jpeg", "turbo-jpeg", "webp"),
                    help="how views are streamed (png: exact colours)")
+    p.add_argument("--upload-limit-mb", type=float, default=512.0, help="largest upload accepted (default 512 MB)")
     p.set_defaults(func=cmd_web)
 
     p = sub.add_parser("aggregate", help="merge the per-case results of a (sharded) batch into OUT/summary.csv")
