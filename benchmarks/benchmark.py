@@ -87,7 +87,8 @@ def main() -> int:
         _, t_dicom = timed(read_ct, REAL_DICOM) if REAL_DICOM.is_dir() else (None, float("nan"))
     timings = {
         "read_nrrd_s": t_read, "prepare_s": result.timings["prepare_s"], "inference_s": result.timings["inference_s"],
-        "postprocess_s": result.timings["postprocess_s"], "write_s": t_write, "end_to_end_s": t_read + t_seg + t_write,
+        "postprocess_s": result.timings["postprocess_s"], "levels_s": result.timings.get("levels_s", 0.0),
+        "statistics_s": result.timings.get("statistics_s", 0.0), "write_s": t_write, "end_to_end_s": t_read + t_seg + t_write,
         "read_real_dicom_20x512x512_s": t_dicom,
         "pipeline_slices_per_s": args.slices / t_seg,
         "network_slices_per_s_model_grid_192": network_throughput(model, device, 192, args.batch_size),

@@ -40,13 +40,24 @@ def gate(classes: np.ndarray, hu: np.ndarray, windows: HUWindows, include_imat: 
     if box:
         cand, region = candidates[box], out[box]
         components, count = ndimage.label(cand, structure=_IN_PLANE)
-        touch_sat = np.bincount(components[ndimage.binary_dilation(region == SAT, _IN_PLANE)], minlength=count + 1)
-        touch_vat = np.bincount(components[ndimage.binary_dilation(region == VAT, _IN_PLANE)], minlength=count + 1)
+        touch_sat = np.bincount(components[_grown(region == SAT)], minlength=count + 1)
+        touch_vat = np.bincount(components[_grown(region == VAT)], minlength=count + 1)
         fate = np.full(count + 1, IMAT if include_imat else BACKGROUND, dtype=np.uint8)
         fate[(touch_sat > 0) & (touch_sat >= touch_vat)] = SAT
         fate[(touch_vat > 0) & (touch_vat > touch_sat)] = VAT
         fate[0] = BACKGROUND
         region[cand] = fate[components[cand]]
+    return out
+
+
+def _grown(mask: np.ndarray) -> np.ndarray:
+    """The mask grown by one pixel to its 4 in-plane neighbours: binary_dilation with _IN_PLANE, as
+    four shifted ORs (several times faster on a whole volume)."""
+    out = mask.copy()
+    out[:, 1:, :] |= mask[:, :-1, :]
+    out[:, :-1, :] |= mask[:, 1:, :]
+    out[:, :, 1:] |= mask[:, :, :-1]
+    out[:, :, :-1] |= mask[:, :, 1:]
     return out
 
 
@@ -65,8 +76,9 @@ def remove_islands(labels: np.ndarray, pixel_area_mm2: float, min_area_mm2: floa
         if not mask.any():
             continue
         components, count = ndimage.label(mask, structure=_IN_PLANE)
-        sizes = np.bincount(components.ravel(), minlength=count + 1)
+        sizes = np.bincount(components[mask], minlength=count + 1)   # over the label's own pixels only: faster
         small = sizes < min_pixels
         small[0] = False
-        target[small[components]] = BACKGROUND
+        if small.any():
+            target[small[components]] = BACKGROUND
     return out
