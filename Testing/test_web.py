@@ -217,3 +217,16 @@ def test_real_ct_opens_on_l3_with_the_levels_table(web, example_ct):
     counts = _wait_for(page, lambda: (lambda c: c if c[0]["Muscle"] > 500 else None)(_counts(page)))
     assert counts[0]["SAT"] > 500 and counts[0]["VAT"] > 500, counts
     _shot(page, "web_real_ct_l3")
+
+
+def test_set_l3_from_the_axial_view_is_kept_as_manual(web):
+    page = web["page"]   # the example CT from the test above, views on L3
+    page.click("#set-l3-button")
+    page.wait_for_function("document.querySelector('#status').innerText.startsWith('L3 set by hand')", timeout=30000)
+    assert re.match(r"L3 slice \d+ \(set by hand\)", page.inner_text("#l3"))
+    assert page.locator("#levels-table tbody tr").first.locator("td").nth(2).inner_text() == "by hand"
+    page.click("#save-button")
+    page.wait_for_function("document.querySelector('#status').innerText.startsWith('Saved')", timeout=60000)
+    with open(web["dataset"] / "manifest.csv", newline="") as fh:
+        row = list(csv.DictReader(fh))[-1]
+    assert row["l3_source"] == "manual" and row["case_id"].startswith("example_ct")

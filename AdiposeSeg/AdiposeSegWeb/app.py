@@ -181,7 +181,8 @@ class AdiposeSegWeb(TrameApp):
         self.state.plot_svg = area_plot_svg(table)
         l3 = levels.get("L3")
         if l3 and "SMA_cm2" in l3:
-            self.state.l3_text = (f"L3 slice {l3['slice']} ({l3['source']}, {l3['confidence']}): SMA {l3['SMA_cm2']:.1f} cm², "
+            how = "set by hand" if l3["source"] == "manual" else f"auto, {l3['confidence']}"
+            self.state.l3_text = (f"L3 slice {l3['slice']} ({how}): SMA {l3['SMA_cm2']:.1f} cm², "
                                   f"SAT {l3['SAT_cm2']:.1f} cm², VAT {l3['VAT_cm2']:.1f} cm²")
         elif l3:
             self.state.l3_text = f"L3 found with low confidence at slice {l3['slice']}: check it"
@@ -205,6 +206,21 @@ class AdiposeSegWeb(TrameApp):
         row = self.logic.saveAsGroundTruth(self.volume, segmentation, self.dataset_dir, source=self.state.loaded)
         self.state.saved = f"saved case {row['case_id']} (edited: {row['edited']}) in {self.dataset_dir}"
         self.state.status = "Saved as ground truth."
+
+    def set_l3(self):
+        self._guarded(self._set_l3)
+
+    def _set_l3(self):
+        """L3 = the slice the axial view shows (its centre), as "Set L3 from the red slice" in Slicer."""
+        axial = next((node for node in self.slicer_app.scene.GetNodesByClass("vtkMRMLSliceNode")
+                      if node.GetOrientationString() == "Axial"), None)
+        if axial is None:
+            raise AdiposeSegError("no axial view to take L3 from")
+        segmentation, table = self.logic.resultsForVolume(self.volume)
+        centre = [axial.GetSliceToRAS().GetElement(i, 3) for i in range(3)]
+        l3 = self.logic.setL3(self.volume, segmentation, ras=centre)
+        self._refresh_tables(segmentation, segmentation.GetNodeReference("AdiposeSegTable") or table)
+        self.state.status = f"L3 set by hand at slice {l3['slice']}."
 
     def set_false_colour(self, enabled):
         if self.volume is not None:
@@ -266,6 +282,8 @@ class AdiposeSegWeb(TrameApp):
                 v3.VBtn("Update statistics", click=self.update_statistics, id="update-button", size="small")
                 v3.VBtn("Save as ground truth", click=self.save_ground_truth, id="save-button", size="small",
                         classes="ml-2")
+            v3.VBtn("Set L3 from the axial view", click=self.set_l3, id="set-l3-button", size="small", classes="mt-2",
+                    v_if=("has_result",))
             html.Div("{{ saved }}", id="saved", classes="text-caption mt-1")
             html.Div("Dataset folder: {{ dataset_dir }}", classes="text-caption")
             html.Div(v_html=("plot_svg",), classes="mt-2", id="plot")
