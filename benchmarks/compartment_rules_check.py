@@ -1,0 +1,76 @@
+"""Would a rule fix what the model leaves out? Checks two candidate post-processing rules on the
+held-out real slab (TotalSegmentator's example_ct_sm, slices 0..9, never trained on) against
+TotalSegmentator's tissue masks:
+
+* every unclaimed fat-range voxel inside the body to VAT (all, or grown from VAT by N pixels away
+  from gas), and
+* muscle grown by N pixels into unclaimed muscle-range voxels.
+
+    .venv/bin/python benchmarks/compartment_rules_check.py
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "AdiposeSeg"))
+
+from AdiposeSegLib.model.model_card import load_model  # noqa: E402
+from AdiposeSegLib.reading.orientation import to_canonical  # noqa: E402
+from AdiposeSegLib.running.pipeline import segment_image  # noqa: E402
+from AdiposeSegLib.tissues import IMAT, MUSCLE, VAT, SegmentOptions  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data" / "real-ct" / "totalsegmentator-example"
+HELD_OUT = (0, 10)
+IN_PLANE = np.zeros((3, 3, 3), bool)
+IN_PLANE[1] = ndimage.generate_binary_structure(2, 1)
+
+
+def dice(a, b) -> float:
+    return 2 * (a & b).sum() / (a.sum() + b.sum())
+
+
+def grow(seed, allowed, steps):
+    out = seed.copy()
+    for _ in range(steps):
+        out |= ndimage.binary_dilation(out, IN_PLANE) & allowed
+    return out
+
+
+def main() -> int:
+    result = segment_image(sitk.ReadImage(str(DATA / "example_ct_sm.nii.gz")), load_model(),
+                           SegmentOptions(device="cpu", slices=HELD_OUT, find_levels=False))
+    lo, hi = HELD_OUT
+    ours, hu = result.canonical_labels[lo:hi], result.canonical_hu[lo:hi].astype(float)
+    ref = sitk.GetArrayFromImage(to_canonical(sitk.ReadImage(str(DATA / "tissue_types_labelmap_on_ct_sm.nii.gz"))))[lo:hi]
+    ref_fat, ref_muscle = ref == 2, ref == 3     # torso fat (compared with VAT + IMAT), skeletal muscle
+    body = np.stack([ndimage.binary_fill_holes(ndimage.binary_opening(h > -500, iterations=2)) for h in hu])
+    fat = (hu >= -190) & (hu <= -30) & body & (ours == 0)
+    print(f"unclaimed fat-range voxels in the body: {fat.sum()}; TotalSegmentator: torso fat {(fat & ref_fat).sum()}, "
+          f"SAT {(fat & (ref == 1)).sum()}, nothing {(fat & (ref == 0)).sum()}")
+    vat_imat = (ours == VAT) | (ours == IMAT)
+    print(f"VAT+IMAT vs torso fat: model {dice(vat_imat, ref_fat):.4f} ({100 * (vat_imat.sum() / ref_fat.sum() - 1):+.1f}%)")
+    gas = (hu < -400) & body
+    for gas_px in (0, 2):
+        allowed = fat & ~(ndimage.binary_dilation(gas, IN_PLANE, iterations=gas_px) if gas_px else np.zeros_like(gas))
+        for steps in (1, 3, 10, 1000):
+            grown = grow(ours == VAT, allowed, steps) | (ours == IMAT)
+            print(f"  VAT grown {steps:4d} px, {gas_px} px from gas: {dice(grown, ref_fat):.4f} "
+                  f"({100 * (grown.sum() / ref_fat.sum() - 1):+.1f}%)")
+    muscle_range = (hu >= -29) & (hu <= 150) & (ours == 0)
+    muscle = ours == MUSCLE
+    print(f"Muscle vs TotalSegmentator: model {dice(muscle, ref_muscle):.4f} ({100 * (muscle.sum() / ref_muscle.sum() - 1):+.1f}%); "
+          f"its muscle we leave unlabelled {(ref_muscle & (ours == 0)).sum()}, call fat {(ref_muscle & np.isin(ours, [1, 2, 4])).sum()}")
+    for steps in (1, 2, 3):
+        grown = grow(muscle, muscle_range, steps)
+        print(f"  muscle grown {steps} px: {dice(grown, ref_muscle):.4f} ({100 * (grown.sum() / ref_muscle.sum() - 1):+.1f}%)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
