@@ -21,6 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "AdiposeSeg"), str(ROOT)]
 
+import numpy as np  # noqa: E402
 import SimpleITK as sitk  # noqa: E402
 import torch  # noqa: E402
 
@@ -44,7 +45,16 @@ def timed(fn, *args, **kwargs):
 
 
 def network_throughput(model, device: str, size: int, batch: int, repeats: int = 3) -> float:
-    """Slices per second through the network alone on (batch, 1, size, size) inputs."""
+    """Slices per second through the network alone on (batch, 1, size, size) inputs, in the backend
+    the pipeline uses (ONNX Runtime on the CPU when the model has a current export, else torch)."""
+    onnx = model.onnx_network() if device == "cpu" else None
+    if onnx is not None:
+        x = np.random.default_rng(0).standard_normal((batch, 1, size, size)).astype(np.float32)
+        onnx(x)
+        t = time.perf_counter()
+        for _ in range(repeats):
+            onnx(x)
+        return repeats * batch / (time.perf_counter() - t)
     net = model.inference_network().to(device)  # what the pipeline runs: batch norm folded
     x = torch.randn(batch, 1, size, size, device=device)
     ctx = torch.autocast("cuda", dtype=torch.float16) if device == "cuda" else torch.autocast("cpu", enabled=False)
@@ -94,6 +104,7 @@ def main() -> int:
         "network_slices_per_s_model_grid_192": network_throughput(model, device, 192, args.batch_size),
         "network_slices_per_s_512": network_throughput(model, device, 512, args.batch_size),
         "peak_rss_MiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "backend": "onnxruntime" if model.onnx_path is not None and device == "cpu" else "torch",
     }
     if device == "cuda":
         timings["peak_cuda_MiB"] = torch.cuda.max_memory_allocated() / 2**20

@@ -1,7 +1,7 @@
 """Model directories: weights (`model.pt`) plus a JSON model card (`model.json`).
 
-A model is a directory, or a .zip of one. Loading needs torch and this package only, never the
-training package.
+A model is a directory, or a .zip of one. Loading needs this package only, never the training
+package; torch when the network runs in torch (see `onnx_backend` for the CPU path without it).
 """
 from __future__ import annotations
 
@@ -93,12 +93,26 @@ def read_card(model_dir: str | os.PathLike) -> ModelCard:
         raise ModelError(f"{card_path}: the model card is not valid JSON ({exc})") from None
 
 
-@dataclass
 class LoadedModel:
-    card: ModelCard
-    network: "object"  # torch.nn.Module in eval mode
-    directory: Path
-    _fused: "object" = None
+    """A model directory's card, its torch network (loaded when first needed) and, when present and
+    current, its ONNX export for CPU inference without torch."""
+
+    def __init__(self, card: ModelCard, network=None, directory: Path | str = ".", onnx_path: Path | None = None,
+                 device: str = "cpu"):
+        self.card = card
+        self.directory = Path(directory)
+        self.onnx_path = onnx_path
+        self._network = network
+        self._device = device
+        self._fused = None
+        self._onnx = None
+
+    @property
+    def network(self):
+        """The torch module in eval mode (weights loaded on first use when the ONNX path made that unnecessary)."""
+        if self._network is None:
+            self._network = _torch_network(self.directory, self.card, self._device)
+        return self._network
 
     def inference_network(self):
         """The network with batch norm folded into its convolutions (made once; training keeps `network`)."""
@@ -108,23 +122,27 @@ class LoadedModel:
             self._fused = fused_for_inference(self.network)
         return self._fused
 
+    def onnx_network(self):
+        """The ONNX Runtime session, or None when this model has no current export."""
+        if self._onnx is None and self.onnx_path is not None:
+            from .onnx_backend import OnnxNetwork
+
+            self._onnx = OnnxNetwork(self.onnx_path)
+        return self._onnx
+
     def weights_changed(self) -> None:
-        """Call after training steps: the folded copy is made again from the new weights."""
+        """Call after training steps: the folded copy is made again and the ONNX export no longer applies."""
         self._fused = None
+        self._onnx = None
+        self.onnx_path = None
 
 
-def load_model(model_dir: str | os.PathLike | None = None, device: str = "cpu") -> LoadedModel:
+def _torch_network(model_dir: Path, card: ModelCard, device: str):
     import torch
 
     from .networks import build_network
 
-    if not model_dir and not default_model_dir().is_dir():
-        raise ModelError(f"the bundled model is missing at {default_model_dir()}; reinstall AdiposeSeg or pass a model directory")
-    model_dir = _unpack(Path(model_dir) if model_dir else default_model_dir())
-    card = read_card(model_dir)
     weights = model_dir / WEIGHTS_FILE
-    if not weights.is_file():
-        raise ModelError(f"{model_dir}: the weights file {WEIGHTS_FILE} is missing")
     try:
         network = build_network(card.architecture, num_classes=card.num_classes, **card.arch_params)
     except (ValueError, TypeError) as exc:
@@ -134,8 +152,24 @@ def load_model(model_dir: str | os.PathLike | None = None, device: str = "cpu") 
         network.load_state_dict(state)
     except Exception as exc:
         raise ModelError(f"{weights}: weights do not match the card's {card.architecture} {card.arch_params} ({exc.__class__.__name__})") from None
-    network.eval().to(device)
-    return LoadedModel(card, network, model_dir)
+    return network.eval().to(device)
+
+
+def load_model(model_dir: str | os.PathLike | None = None, device: str = "cpu") -> LoadedModel:
+    """A model directory (or .zip). Its torch weights are loaded now, unless a current ONNX export
+    and onnxruntime let CPU inference run without torch (then on first use of `network`)."""
+    from .onnx_backend import usable_export
+
+    if not model_dir and not default_model_dir().is_dir():
+        raise ModelError(f"the bundled model is missing at {default_model_dir()}; reinstall AdiposeSeg or pass a model directory")
+    model_dir = _unpack(Path(model_dir) if model_dir else default_model_dir())
+    card = read_card(model_dir)
+    weights = model_dir / WEIGHTS_FILE
+    if not weights.is_file():
+        raise ModelError(f"{model_dir}: the weights file {WEIGHTS_FILE} is missing")
+    onnx_path = usable_export(model_dir, json.loads((model_dir / CARD_FILE).read_text()), weights)
+    network = None if onnx_path is not None else _torch_network(model_dir, card, device)
+    return LoadedModel(card, network, model_dir, onnx_path, device)
 
 
 def save_model(network, card: ModelCard, out_dir: str | os.PathLike) -> Path:

@@ -6,34 +6,16 @@ view larger than that is padded, never cropped, to a multiple of 32.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-AIR_HU = -1000.0
-MULTIPLE = 32
+from .grid import AIR_HU, MULTIPLE, GridMapping  # noqa: F401  (the mapping is shared with grid_numpy)
 
 
 def normalise(hu: torch.Tensor, window: tuple[float, float]) -> torch.Tensor:
     lo, hi = window
     return (hu.clamp(lo, hi) - lo) * (2.0 / (hi - lo)) - 1.0
-
-
-@dataclass(frozen=True)
-class GridMapping:
-    native: tuple[int, int]   # (rows, cols) of the CT slice
-    scaled: tuple[int, int]   # size after resampling to the model's pixel size
-    padded: tuple[int, int]   # network input size
-    offset: tuple[int, int]   # where the scaled slice sits inside the padded one
-
-    @classmethod
-    def for_slice(cls, native: tuple[int, int], spacing_rc: tuple[float, float], pixel_mm: float, min_pixels: int) -> "GridMapping":
-        scaled = tuple(max(1, int(round(n * s / pixel_mm))) for n, s in zip(native, spacing_rc))
-        padded = tuple(int(np.ceil(max(n, min_pixels) / MULTIPLE) * MULTIPLE) for n in scaled)
-        offset = tuple((p - n) // 2 for p, n in zip(padded, scaled))
-        return cls(tuple(native), scaled, padded, offset)
 
 
 def _resize(x: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:

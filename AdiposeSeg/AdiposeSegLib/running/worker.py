@@ -72,7 +72,7 @@ class _Progress:
 
 def run(folder: Path) -> int:
     report = _Progress(folder)
-    report.starting("starting PyTorch")
+    report.starting("starting")
     import SimpleITK as sitk
 
     from ..errors import AdiposeSegError
@@ -83,9 +83,7 @@ def run(folder: Path) -> int:
 
     request = json.loads((folder / REQUEST).read_text())
     try:
-        import torch  # noqa: F401  (the slow part of start-up, shown as its own step)
-
-        report.starting("loading the model")
+        report.starting("loading the model")   # with torch, the slow part of start-up: shown as its own step
         model = load_model(request.get("model_dir") or None)
         report.starting("reading the CT")
         image = sitk.ReadImage(str(folder / request.get("input", INPUT)))

