@@ -288,7 +288,14 @@ def export(cfg: TrainConfig, card: ModelCard, summary: dict, model_dir: Path) ->
         "epochs_run": summary["epochs_run"], "seed": cfg.seed,
     }
     card.validation = {"mean_dice": best_val["mean"], "note": "Dice on whole validation volumes after HU gating"}
-    return save_model(network, card, model_dir)
+    saved = save_model(network, card, model_dir)
+    try:   # the CPU path without torch; the model works without it, in torch
+        from AdiposeSegLib.model.onnx_backend import export_onnx
+
+        export_onnx(LoadedModel(card, network.eval(), saved))
+    except Exception as exc:  # noqa: BLE001  (an exporter problem must not lose the trained weights)
+        print(f"training: no ONNX export ({exc.__class__.__name__}: {exc}); the model runs in torch", file=sys.stderr)
+    return saved
 
 
 def _append_log(path: Path, record: dict) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from pathlib import Path
 
 ONNX_FILE = "model.onnx"
@@ -66,8 +67,10 @@ def export_onnx(model, out_dir: Path | None = None) -> Path:
     network = model.inference_network().cpu().eval()
     example = torch.zeros(2, 1, model.card.grid_pixels, model.card.grid_pixels)
     path = out_dir / ONNX_FILE
-    torch.onnx.export(network, example, str(path), input_names=["hu"], output_names=["scores"], opset_version=17,
-                      dynamic_axes={"hu": {0: "n", 2: "h", 3: "w"}, "scores": {0: "n", 2: "h", 3: "w"}}, dynamo=False)
+    with warnings.catch_warnings():   # the TorchScript exporter is deprecated in favour of one needing onnxscript
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(network, example, str(path), input_names=["hu"], output_names=["scores"], opset_version=17,
+                          dynamic_axes={"hu": {0: "n", 2: "h", 3: "w"}, "scores": {0: "n", 2: "h", 3: "w"}}, dynamo=False)
     card_path = out_dir / CARD_FILE
     card = json.loads(card_path.read_text())
     card["onnx"] = {"file": ONNX_FILE, "weights_sha256": file_sha256(out_dir / WEIGHTS_FILE), "opset": 17,
