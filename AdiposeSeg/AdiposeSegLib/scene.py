@@ -30,6 +30,7 @@ from .running.identity import safe_name
 from .measuring.statistics import SLICE_COLUMNS, Statistics
 from .tissues import COLORS, LABELS, NAMES, SegmentOptions, label_for_name
 from .reporting.writers import terminology_tag, write_segmentation
+from .scene_tables import fill_table
 from .scene_levels import (LEVEL_MARKS_REFERENCE, LEVELS_TABLE_REFERENCE, axial_slice_at, jump_to_level, levels_of,
                            manual_l3, remeasure, slice_names, write_levels)
 
@@ -442,21 +443,7 @@ class SceneLogic:
             tableNode = segmentationNode.GetNodeReference(TABLE_REFERENCE)
         if tableNode is None:
             tableNode = self.scene.AddNewNodeByClass("vtkMRMLTableNode", f"{segmentationNode.GetName()} areas")
-        table = vtk.vtkTable()
-        for column in SLICE_COLUMNS:
-            array = (vtk.vtkIntArray() if column == "slice" else vtk.vtkStringArray() if column == "level"
-                     else vtk.vtkDoubleArray())
-            array.SetName(column)
-            array.SetNumberOfValues(len(stats.rows))
-            for i, row in enumerate(stats.rows):
-                array.SetValue(i, row[column])
-            table.AddColumn(array)
-        tableNode.SetAndObserveTable(table)
-        for column in SLICE_COLUMNS:
-            if column.endswith("_area_cm2"):
-                tableNode.SetColumnUnitLabel(column, "cm2")
-            elif column.endswith("_mean_HU"):
-                tableNode.SetColumnUnitLabel(column, "HU")
+        fill_table(tableNode, SLICE_COLUMNS, stats.rows)
         tableNode.SetAttribute("AdiposeSeg.Totals", ";".join(f"{k}={v:.4f}" for k, v in stats.totals.items()))
         if stats.l3_row:
             tableNode.SetAttribute("AdiposeSeg.L3", ";".join(f"{k}={v}" for k, v in stats.l3_row.items()))

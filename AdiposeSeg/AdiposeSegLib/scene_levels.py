@@ -10,13 +10,13 @@ import json
 
 import numpy as np
 import SimpleITK as sitk
-import vtk
 
 import slicer
 
 from .errors import AdiposeSegError
 from .measuring.indices import level_measures
 from .measuring.level_measures import TRUSTED
+from .scene_tables import fill_table
 
 LEVELS_ATTRIBUTE = "AdiposeSeg.Levels"           # JSON: the summary's "levels" for this segmentation
 LEVEL_MARKS_REFERENCE = "AdiposeSegLevelMarks"   # segmentation -> markups point list, one point per level
@@ -69,26 +69,7 @@ def write_levels(scene, segmentationNode, image: sitk.Image, levels: dict):
 
 
 def _fill_table(tableNode, levels: dict) -> None:
-    table = vtk.vtkTable()
-    names = ordered(levels)
-    for column in LEVEL_COLUMNS:
-        text = column in ("level", "source", "confidence")
-        array = vtk.vtkStringArray() if text else (vtk.vtkIntArray() if column == "slice" else vtk.vtkDoubleArray())
-        array.SetName(column)
-        array.SetNumberOfValues(len(names))
-        for row, name in enumerate(names):
-            value = name if column == "level" else levels[name].get(column)
-            if text:
-                array.SetValue(row, str(value if value is not None else ""))
-            else:
-                array.SetValue(row, value if value is not None else float("nan"))
-        table.AddColumn(array)
-    tableNode.SetAndObserveTable(table)
-    for column in LEVEL_COLUMNS:
-        if column.endswith("_cm2"):
-            tableNode.SetColumnUnitLabel(column, "cm2")
-        elif column.endswith("_HU"):
-            tableNode.SetColumnUnitLabel(column, "HU")
+    fill_table(tableNode, LEVEL_COLUMNS, [{**levels[name], "level": name} for name in ordered(levels)])
 
 
 def jump_to_level(scene, segmentationNode, image: sitk.Image, name: str = "L3"):
