@@ -67,8 +67,10 @@ def _working_image(canonical: sitk.Image) -> sitk.Image:
     nz, ny, nx = (n // f for n, f in zip(hu.shape, (fz, fy, fx)))
     if min(nz, ny, nx) < 1:
         fz, fy, fx, (nz, ny, nx) = 1, 1, 1, hu.shape
-    block = np.asarray(hu[:nz * fz, :ny * fy, :nx * fx], dtype=np.float32)
-    block = block.reshape(nz, fz, ny, fy, nx, fx).mean(axis=(1, 3, 5))
+    block = np.empty((nz, ny, nx), dtype=np.float32)
+    for k in range(nz):   # a block of slices at a time: never a float copy of the whole CT
+        slab = np.asarray(hu[k * fz:(k + 1) * fz, :ny * fy, :nx * fx], dtype=np.float32)
+        block[k] = slab.reshape(fz, ny, fy, nx, fx).mean(axis=(0, 2, 4))
     work = sitk.GetImageFromArray(block)
     work.SetSpacing([s * f for s, f in zip(spacing, (fx, fy, fz))])
     work.SetDirection(canonical.GetDirection())

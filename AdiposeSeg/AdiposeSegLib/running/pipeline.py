@@ -37,6 +37,7 @@ class SegmentationResult:
     levels: dict = field(default_factory=dict)       # e.g. {"L3": {"slice": k, "source": "manual", SMA_cm2, ...}}
 
 
+POSTPROCESS_SLICES = 32   # slices gated and cleaned at a time (the result is the same for any slab size)
 FOV_TOUCH_MM = 10.0     # tissue along the image edge longer than this: the body is cut off by the field of view
 THICK_SLICE_MM = 5.0
 SHORT_COVERAGE_MM = 100.0
@@ -118,8 +119,11 @@ def segment_image(
 
     t2 = time.perf_counter()
     control.report(0.92, "applying HU windows")
-    part = gate(classes, hu[start:stop], options.windows, options.include_imat)
-    part = remove_islands(part, spacing[0] * spacing[1], options.min_island_mm2)
+    part = np.empty_like(classes)
+    for a in range(0, classes.shape[0], POSTPROCESS_SLICES):   # in-plane work: slabs bound the memory it takes
+        b = min(classes.shape[0], a + POSTPROCESS_SLICES)
+        part[a:b] = remove_islands(gate(classes[a:b], hu[start + a:start + b], options.windows, options.include_imat),
+                                   spacing[0] * spacing[1], options.min_island_mm2)
     labels = np.zeros(hu.shape, dtype=np.uint8)
     labels[start:stop] = part
     timings["postprocess_s"] = time.perf_counter() - t2
