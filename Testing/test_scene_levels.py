@@ -68,6 +68,9 @@ def test_levels_marks_table_jump_and_manual_l3(logic, scene, example_ct, tmp_pat
     assert logic.levels(segmentation)["L3"]["slice"] == 70
     logic.processVolume(volume, options=SegmentOptions(device="cpu", slices=(90, 95)))
     assert logic.levels(segmentation)["L3"]["source"] == "manual"
+    logic.processVolume(volume, options=SegmentOptions(device="cpu"), replaceEdited=True)   # a whole re-run
+    again = logic.levels(segmentation)["L3"]
+    assert (again["source"], again["slice"]) == ("manual", 70) and "SMA_cm2" in again
     row = logic.saveAsGroundTruth(volume, segmentation, tmp_path / "dataset", "case")
     with open(tmp_path / "dataset" / "manifest.csv", newline="") as fh:
         saved = list(csv.DictReader(fh))[0]

@@ -259,6 +259,13 @@ class SceneLogic:
                                processed)
         else:
             levels = result.levels
+            earlier_l3 = levels_of(segmentationNode).get("L3") if segmentationNode is not None else None
+            if earlier_l3 and earlier_l3.get("source") == "manual":
+                # the user's L3 stays through a re-run, measured on the new labels
+                arrays = {}
+                statistics_for_labels(labels, image, arrays=arrays)
+                levels = remeasure(_keep_manual_l3(levels, {"L3": earlier_l3}), arrays["labels"], arrays["hu"],
+                                   arrays["spacing"][0] * arrays["spacing"][1], processed)
         if segmentationNode is None:
             segmentationNode = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"{volumeNode.GetName()} AdiposeSeg")
             segmentationNode.CreateDefaultDisplayNodes()
