@@ -14,8 +14,8 @@ Both anchors in view and agreeing: confidence high. One: medium. They disagree (
 pairs, a lumbosacral transitional vertebra, a missed disc): the sacrum wins and confidence is low.
 Neither: no level is named.
 
-Levels are reported in the canonical axial order (slice k counted from the inferior end, the
-`slice` column of the per-slice table) and in the input file's own slice index.
+Positions here are canonical slices (k counted from the inferior end: the `slice` column of the
+per-slice table); `level_measures` adds the input file's own index and the indices at each level.
 """
 from __future__ import annotations
 
@@ -27,7 +27,6 @@ from scipy import ndimage
 
 from .spine import SpineColumn, find_column, find_discs
 
-LUMBAR = ("L5", "L4", "L3", "L2", "L1")
 ORDER = ("S1", "L5", "L4", "L3", "L2", "L1", "T12", "T11", "T10")  # bottom -> top
 WORK_SPACING_MM = 3.0           # the grid the rules were tuned on (TotalSegmentator example: 3 mm)
 RIB_HU = 110.0                  # ribs are thin: at 2-3 mm voxels their HU is diluted
