@@ -6,8 +6,7 @@ import pytest
 import SimpleITK as sitk
 
 from AdiposeSegLib.measuring.vertebral_levels import detect_levels
-from AdiposeSegLib.reading.orientation import to_canonical
-from AdiposeSegLib.running.pipeline import input_slice_index
+from AdiposeSegLib.reading.orientation import input_axial_index, to_canonical
 from generated_spine import Spine, generate
 
 # TotalSegmentator's vertebral bodies on example_ct (canonical k): centroid of each label's voxels in
@@ -83,7 +82,7 @@ def test_head_first_file_reports_its_own_slice_index(canonical_ct):
     report = detect_levels(canonical)
     k = int(round(report.levels["L3"]["mid_k"]))
     assert abs(k - TS_MIDDLES["L3"]) <= TOLERANCE
-    assert input_slice_index(canonical, flipped)(k) == canonical_ct.GetSize()[2] - 1 - k
+    assert input_axial_index(flipped, k) == canonical_ct.GetSize()[2] - 1 - k
 
 
 GENERATED = {

@@ -21,8 +21,8 @@ from .running.child_job import ChildSegmentation
 from .errors import AdiposeSegError
 from .reporting.manifest import MANIFEST, manifest_text, read_manifest
 from .model.model_card import LoadedModel, load_model
-from .reading.orientation import from_canonical, to_canonical
-from .running.pipeline import SegmentationResult, segment_image, statistics_for_labels
+from .reading.orientation import axial_count, from_canonical, input_axial_index, to_canonical
+from .running.pipeline import SegmentationResult, canonical_pair, segment_image
 from .running.progress import RunControl
 from .reporting.publish import publish, staging_folder
 from .reporting.safe_write import atomic_path, write_text
@@ -30,9 +30,10 @@ from .running.identity import safe_name
 from .measuring.statistics import SLICE_COLUMNS, Statistics
 from .tissues import COLORS, LABELS, NAMES, SegmentOptions, label_for_name
 from .reporting.writers import terminology_tag, write_segmentation
+from .measuring.level_measures import slice_names
 from .scene_tables import fill_table
 from .scene_levels import (LEVEL_MARKS_REFERENCE, LEVELS_TABLE_REFERENCE, axial_slice_at, jump_to_level, levels_of,
-                           manual_l3, remeasure, slice_names, write_levels)
+                           manual_l3, remeasure, write_levels)
 
 SEGMENTATION_REFERENCE = "AdiposeSegSegmentation"   # volume -> its AdiposeSeg segmentation
 TABLE_REFERENCE = "AdiposeSegTable"                  # segmentation -> statistics table
@@ -241,7 +242,7 @@ class SceneLogic:
         processed = set(range(*result.slice_range))
         stats = result.statistics
         earlier = _processed_slices(segmentationNode, image) if segmentationNode is not None else set()
-        if earlier and result.slice_range != (0, _axial_count(image)):
+        if earlier and result.slice_range != (0, axial_count(image)):
             # a partial run: keep every other slice as it is (edited or not)
             current = self.labelImage(segmentationNode, volumeNode, image)
             labels = _replace_slices(current, labels, result.slice_range, image)
@@ -252,20 +253,16 @@ class SceneLogic:
                 prediction_labels = _replace_slices(previous_image, result.labels, result.slice_range, image)
             processed |= earlier
             levels = _keep_manual_l3(result.levels, levels_of(segmentationNode))
-            arrays: dict = {}
-            stats = statistics_for_labels(labels, image, levels=slice_names(levels, _axial_count(image)), arrays=arrays)
+            pair = canonical_pair(labels, image)
+            stats = pair.statistics(levels=slice_names(levels, axial_count(image)))
             stats.rows = [r for r in stats.rows if r["slice"] in processed]
-            levels = remeasure(levels, arrays["labels"], arrays["hu"], arrays["spacing"][0] * arrays["spacing"][1],
-                               processed)
+            levels = remeasure(levels, pair, processed)
         else:
             levels = result.levels
             earlier_l3 = levels_of(segmentationNode).get("L3") if segmentationNode is not None else None
             if earlier_l3 and earlier_l3.get("source") == "manual":
                 # the user's L3 stays through a re-run, measured on the new labels
-                arrays = {}
-                statistics_for_labels(labels, image, arrays=arrays)
-                levels = remeasure(_keep_manual_l3(levels, {"L3": earlier_l3}), arrays["labels"], arrays["hu"],
-                                   arrays["spacing"][0] * arrays["spacing"][1], processed)
+                levels = remeasure(_keep_manual_l3(levels, {"L3": earlier_l3}), canonical_pair(labels, image), processed)
         if segmentationNode is None:
             segmentationNode = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"{volumeNode.GetName()} AdiposeSeg")
             segmentationNode.CreateDefaultDisplayNodes()
@@ -390,17 +387,13 @@ class SceneLogic:
         levels = levels_of(segmentationNode)
         if l3Slice is None and "L3" in levels:
             l3Slice = int(levels["L3"]["slice"])
-        arrays: dict = {}
-        stats = statistics_for_labels(self.labelImage(segmentationNode, volumeNode, ct), ct, l3Slice,
-                                      slice_names(levels, _axial_count(ct)), arrays)
+        pair = canonical_pair(self.labelImage(segmentationNode, volumeNode, ct), ct)
+        stats = pair.statistics(l3Slice, slice_names(levels, axial_count(ct)))
         processed = _processed_slices(segmentationNode, ct)
-        stats.rows = [r for r in stats.rows if r["slice"] in processed
-                      or any(r[f"{NAMES[k]}_area_cm2"] > 0 for k in LABELS)]
+        stats.rows = _shown_rows(stats.rows, processed)
         tableNode = self._writeTable(stats, segmentationNode, tableNode or segmentationNode.GetNodeReference(TABLE_REFERENCE))
         self._plot(tableNode, segmentationNode)
-        spacing = arrays["spacing"]
-        write_levels(self.scene, segmentationNode, ct, remeasure(levels, arrays["labels"], arrays["hu"],
-                                                                 spacing[0] * spacing[1], processed))
+        write_levels(self.scene, segmentationNode, ct, remeasure(levels, pair, processed))
         return tableNode
 
     # -- vertebral levels
@@ -427,20 +420,15 @@ class SceneLogic:
         segmentationNode = segmentationNode or self.segmentationForVolume(volumeNode)
         self.checkBelongs(volumeNode, segmentationNode)
         ct = image_from_volume_node(volumeNode)
-        count = _axial_count(ct)
+        count = axial_count(ct)
         k = axial_slice_at(ct, ras) if sliceIndex is None else int(sliceIndex)
         if not 0 <= k < count:
             raise AdiposeSegError(f"slice {k} is outside the CT's {count} axial slices (0..{count - 1})")
         levels = levels_of(segmentationNode)
-        arrays: dict = {}
-        stats = statistics_for_labels(self.labelImage(segmentationNode, volumeNode, ct), ct, k,
-                                      slice_names(levels, count), arrays)
-        spacing = arrays["spacing"]
-        z = arrays["images"][1].TransformIndexToPhysicalPoint((0, 0, k))[2]
-        levels = manual_l3(levels, arrays["labels"], arrays["hu"], spacing[0] * spacing[1], k, z, _input_slice(ct, k))
-        processed = _processed_slices(segmentationNode, ct)
-        stats.rows = [r for r in stats.rows if r["slice"] in processed
-                      or any(r[f"{NAMES[j]}_area_cm2"] > 0 for j in LABELS)]
+        pair = canonical_pair(self.labelImage(segmentationNode, volumeNode, ct), ct)
+        stats = pair.statistics(k, slice_names(levels, count))
+        levels = manual_l3(levels, pair, k, input_axial_index(ct, k))
+        stats.rows = _shown_rows(stats.rows, _processed_slices(segmentationNode, ct))
         self._writeTable(stats, segmentationNode, segmentationNode.GetNodeReference(TABLE_REFERENCE))
         write_levels(self.scene, segmentationNode, ct, levels)
         return levels["L3"]
@@ -594,17 +582,9 @@ def _keep_manual_l3(new_levels: dict, old_levels: dict) -> dict:
     return new_levels
 
 
-def _input_slice(image: sitk.Image, k: int) -> int:
-    """Canonical slice k as an index along the volume's own axial axis."""
-    direction = np.array(image.GetDirection()).reshape(3, 3)
-    axis = int(np.argmax(np.abs(direction[2])))
-    return k if direction[2][axis] > 0 else image.GetSize()[axis] - 1 - k
-
-
-def _axial_count(image: sitk.Image) -> int:
-    """Number of axial slices (the canonical k axis), read from the geometry without reorienting the volume."""
-    direction = np.array(image.GetDirection()).reshape(3, 3)
-    return image.GetSize()[int(np.argmax(np.abs(direction[2])))]
+def _shown_rows(rows: list[dict], processed: set) -> list[dict]:
+    """The table's rows: slices segmented so far, and any other slice that holds tissue (painted by hand)."""
+    return [r for r in rows if r["slice"] in processed or any(r[f"{NAMES[k]}_area_cm2"] > 0 for k in LABELS)]
 
 
 def _ranges_text(indices) -> str:
@@ -637,7 +617,7 @@ def _processed_slices(segmentationNode, ct: sitk.Image) -> set[int]:
         return _parse_ranges(text)
     if segmentationNode.GetSegmentation().GetNumberOfSegments() == 0:
         return set()
-    return set(range(_axial_count(ct)))
+    return set(range(axial_count(ct)))
 
 
 def _replace_slices(current: sitk.Image, new: sitk.Image, slice_range: tuple[int, int], reference: sitk.Image) -> sitk.Image:

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import SimpleITK as sitk
 
 import slicer
 
 from .errors import AdiposeSegError
 from .measuring.indices import level_measures
-from .measuring.level_measures import TRUSTED
+from .measuring.level_measures import TRUSTED, manual_l3_entry
+from .reading.orientation import axial_axis, input_axial_index
 from .scene_tables import fill_table
 
 LEVELS_ATTRIBUTE = "AdiposeSeg.Levels"           # JSON: the summary's "levels" for this segmentation
@@ -84,51 +84,31 @@ def jump_to_level(scene, segmentationNode, image: sitk.Image, name: str = "L3"):
 
 def axial_slice_at(image: sitk.Image, ras) -> int:
     """The canonical axial slice (counted from the inferior end) through a RAS point, e.g. the red
-    slice view's offset; read from the geometry, without reorienting the volume."""
-    direction = np.array(image.GetDirection()).reshape(3, 3)
-    axis = int(np.argmax(np.abs(direction[2])))
+    slice view's offset."""
+    axis, _ = axial_axis(image)
     count = image.GetSize()[axis]
     index = image.TransformPhysicalPointToContinuousIndex((-ras[0], -ras[1], ras[2]))[axis]
     if not -0.5 <= index <= count - 0.5:
         raise AdiposeSegError(f"the point is outside the CT's {count} axial slices")
-    index = int(round(index))
-    return index if direction[2][axis] > 0 else count - 1 - index
+    return input_axial_index(image, int(round(index)))
 
 
-def manual_l3(levels: dict, labels: np.ndarray, hu: np.ndarray, pixel_area_mm2: float, k: int,
-              z_mm: float, input_slice: int) -> dict:
+def manual_l3(levels: dict, pair, k: int, input_slice: int) -> dict:
     """The levels with L3 set by the user at canonical slice k: indices recomputed on the current
-    (possibly edited) labels; the level found on the bone is kept as auto_slice."""
-    auto = levels.get("L3") or {}
-    entry = {"slice": int(k), "input_slice": int(input_slice), "z_mm": round(float(z_mm), 3), "source": "manual",
-             "anchor": "manual", "confidence": "manual"}
-    if auto.get("centre_lps_mm"):
-        entry["centre_lps_mm"] = auto["centre_lps_mm"]
-    auto_slice = auto.get("auto_slice", auto.get("slice") if auto.get("source") == "auto" else None)
-    if auto_slice is not None:
-        entry["auto_slice"] = auto_slice
-    return {**levels, "L3": {**entry, **level_measures(labels[k], hu[k], pixel_area_mm2)}}
+    (possibly edited) labels of `pair` (pipeline.CanonicalPair); the level found on the bone is
+    kept as auto_slice."""
+    entry = manual_l3_entry(k, input_slice, pair.z[k], levels.get("L3"))
+    return {**levels, "L3": {**entry, **level_measures(pair.labels[k], pair.hu[k], pair.pixel_area_mm2)}}
 
 
-def remeasure(levels: dict, labels: np.ndarray, hu: np.ndarray, pixel_area_mm2: float, processed: set) -> dict:
-    """The levels' indices recomputed on the current labels (after edits or a partial re-run)."""
+def remeasure(levels: dict, pair, processed: set) -> dict:
+    """The levels' indices recomputed on the current labels of `pair` (after edits or a re-run)."""
     out = {}
     for name, level in levels.items():
         k = int(level["slice"])
         trusted = level.get("source") == "manual" or level.get("confidence") in TRUSTED
-        if trusted and k in processed and 0 <= k < labels.shape[0]:
+        if trusted and k in processed and 0 <= k < pair.labels.shape[0]:
             level = {key: value for key, value in level.items() if key != "not_measured"}
-            level.update(level_measures(labels[k], hu[k], pixel_area_mm2))
+            level.update(level_measures(pair.labels[k], pair.hu[k], pair.pixel_area_mm2))
         out[name] = level
     return out
-
-
-def slice_names(levels: dict, count: int) -> list[str]:
-    """Per canonical slice, the level whose range holds it (the per-slice table's level column)."""
-    names = [""] * count
-    for name, level in levels.items():
-        if level.get("source") == "auto" and "range" in level:
-            low, high = level["range"]
-            for k in range(max(0, low), min(count, high + 1)):
-                names[k] = name
-    return names

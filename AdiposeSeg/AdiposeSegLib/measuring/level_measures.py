@@ -17,16 +17,30 @@ from .vertebral_levels import LevelReport
 from ..tissues import LABELS, NAMES
 
 
-def slice_level_names(report: LevelReport | None, count: int) -> list[str]:
-    """Per canonical slice, the vertebra whose body range (disc to disc) holds it, else ""."""
+def slice_names(levels: dict, count: int) -> list[str]:
+    """Per canonical slice, the level found whose body range (disc to disc) holds it, else "" (the
+    per-slice table's level column), from the "levels" entries."""
     names = [""] * count
-    if report is None:
-        return names
-    for name, level in report.levels.items():
-        low, high = level["range_k"]
-        for k in range(max(0, math.ceil(low)), min(count, math.ceil(high))):
-            names[k] = name
+    for name, level in levels.items():
+        if level.get("source") == "auto" and "range" in level:
+            low, high = level["range"]
+            for k in range(max(0, low), min(count, high + 1)):
+                names[k] = name
     return names
+
+
+def manual_l3_entry(k: int, input_slice: int, z_mm: float, earlier: dict | None) -> dict:
+    """Where the user put L3 (canonical slice k), keeping the slice found on the bone as auto_slice
+    and its vertebral-body centre for the mark; the indices are added by the caller."""
+    earlier = earlier or {}
+    entry = {"slice": int(k), "input_slice": int(input_slice), "z_mm": round(float(z_mm), 3), "source": "manual",
+             "anchor": "manual", "confidence": "manual"}
+    if earlier.get("centre_lps_mm"):
+        entry["centre_lps_mm"] = earlier["centre_lps_mm"]
+    auto_slice = earlier.get("auto_slice", earlier.get("slice") if earlier.get("source") == "auto" else None)
+    if auto_slice is not None:
+        entry["auto_slice"] = auto_slice
+    return entry
 
 
 TRUSTED = ("high", "medium")   # a level found with low confidence is shown, never measured
@@ -63,13 +77,8 @@ def level_entries(report: LevelReport | None, manual_l3: int | None, labels: np.
         else:
             out[name] = {**entry, "not_measured": "found with low confidence: check the level (and give L3 by hand)"}
     if manual_l3 is not None:
-        auto = out.get("L3")
-        entry = {"slice": int(manual_l3), "input_slice": input_slice(int(manual_l3)),
-                 "z_mm": round(float(z_mm[manual_l3]), 3), "source": "manual", "anchor": "manual",
-                 "confidence": "manual"}
-        if auto:
-            entry["auto_slice"] = auto["slice"]
-        out["L3"] = {**entry, **measures(int(manual_l3))}
+        k = int(manual_l3)
+        out["L3"] = {**manual_l3_entry(k, input_slice(k), z_mm[k], out.get("L3")), **measures(k)}
     return out
 
 

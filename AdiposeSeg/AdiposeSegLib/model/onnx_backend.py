@@ -7,21 +7,14 @@ installed; otherwise inference runs in torch as before.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import warnings
 from pathlib import Path
 
+from ..running.identity import file_sha256
+
 ONNX_FILE = "model.onnx"
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def usable_export(model_dir: Path, card_dict: dict, weights: Path) -> Path | None:

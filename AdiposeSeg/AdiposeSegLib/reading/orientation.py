@@ -28,3 +28,22 @@ def from_canonical(canonical: sitk.Image, reference: sitk.Image) -> sitk.Image:
         raise RuntimeError(f"orientation round trip moved the origin {reference.GetOrigin()} -> {result.GetOrigin()}")
     result.CopyInformation(reference)
     return result
+
+
+def axial_axis(image: sitk.Image) -> tuple[int, bool]:
+    """The image's own index axis that its canonical axial slices run along (the one nearest to z),
+    and whether it runs from the feet up; read from the geometry, without reorienting the volume."""
+    direction = np.array(image.GetDirection()).reshape(3, 3)
+    axis = int(np.argmax(np.abs(direction[2])))
+    return axis, bool(direction[2][axis] > 0)
+
+
+def axial_count(image: sitk.Image) -> int:
+    """Number of axial slices (the canonical k axis)."""
+    return image.GetSize()[axial_axis(image)[0]]
+
+
+def input_axial_index(image: sitk.Image, k: int) -> int:
+    """Canonical slice k as an index along the image's own axial axis (and back: the map is its own inverse)."""
+    axis, upward = axial_axis(image)
+    return k if upward else image.GetSize()[axis] - 1 - k

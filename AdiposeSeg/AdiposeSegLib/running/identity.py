@@ -45,16 +45,19 @@ def input_identity(source: str | os.PathLike, series_uid: str | None = None, fil
             "fingerprint": content_fingerprint(source, files)}
 
 
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(_CHUNK), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def model_fingerprint(model) -> str:
     """sha256 of the model's weights file (name and version alone do not prove the same network)."""
     from ..model.model_card import WEIGHTS_FILE
 
-    weights = Path(model.directory) / WEIGHTS_FILE
-    h = hashlib.sha256()
-    with open(weights, "rb") as fh:
-        for block in iter(lambda: fh.read(_CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
+    return file_sha256(Path(model.directory) / WEIGHTS_FILE)
 
 
 def run_key(model, options: SegmentOptions) -> dict:

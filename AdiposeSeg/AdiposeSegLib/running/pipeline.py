@@ -13,8 +13,8 @@ import SimpleITK as sitk
 from ..model.device import resolve_device
 from ..reading.image_io import validate_ct
 from ..model.model_card import LoadedModel
-from ..reading.orientation import from_canonical, to_canonical
-from ..measuring.level_measures import auto_l3_slice, l1_l5_volumes, level_entries, slice_level_names
+from ..reading.orientation import from_canonical, input_axial_index, to_canonical
+from ..measuring.level_measures import auto_l3_slice, l1_l5_volumes, level_entries, slice_names
 from ..measuring.postprocess import gate, remove_islands
 from ..measuring.vertebral_levels import detect_levels
 from .progress import RunControl
@@ -79,18 +79,6 @@ def canonical_arrays(image: sitk.Image) -> tuple[sitk.Image, np.ndarray, tuple[f
     return canonical, hu, canonical.GetSpacing(), z
 
 
-def input_slice_index(canonical: sitk.Image, image: sitk.Image):
-    """Canonical slice k -> index along the input file's own axial axis (the one nearest to z)."""
-    axis = int(np.argmax(np.abs(np.array(image.GetDirection()).reshape(3, 3)[2])))
-    centre = [(n - 1) / 2.0 for n in canonical.GetSize()[:2]]
-
-    def convert(k: int) -> int:
-        point = canonical.TransformContinuousIndexToPhysicalPoint((centre[0], centre[1], float(k)))
-        return int(round(image.TransformPhysicalPointToContinuousIndex(point)[axis]))
-
-    return convert
-
-
 def segment_image(
     image: sitk.Image,
     model: LoadedModel,
@@ -98,7 +86,7 @@ def segment_image(
     control: RunControl | None = None,
     l3_slice: int | None = None,
 ) -> SegmentationResult:
-    from ..model.inference import predict_classes  # imports torch: only when a run needs the network
+    from ..model.inference import predict_classes  # the model package: only when a run needs the network
 
     options = options or SegmentOptions()
     control = control or RunControl()
@@ -137,12 +125,12 @@ def segment_image(
 
     t4 = time.perf_counter()
     control.report(0.96, "computing statistics")
-    names = slice_level_names(report, hu.shape[0])
+    levels = level_entries(report, l3_slice, part, hu, start, stop, spacing, z, lambda k: input_axial_index(image, k))
+    names = slice_names(levels, hu.shape[0])
     l3 = l3_slice if l3_slice is not None else auto_l3_slice(report)
     stats = compute_statistics(part, hu[start:stop], spacing, z[start:stop], np.arange(start, stop), l3, names[start:stop])
     stats.notes.extend(report.notes if report else [])
     quality = quality_flags(part, spacing, np.arange(start, stop))
-    levels = level_entries(report, l3_slice, part, hu, start, stop, spacing, z, input_slice_index(canonical, image))
     stats.volumes_l1_l5 = l1_l5_volumes(report, stats.rows, spacing[2])
     if "fov_cutoff" in quality:
         q = quality["fov_cutoff"]
@@ -157,16 +145,34 @@ def segment_image(
                               {"name": model.card.name, "version": model.card.version}, quality, levels)
 
 
-def statistics_for_labels(label_image: sitk.Image, ct_image: sitk.Image, l3_slice: int | None = None,
-                          levels: list[str] | None = None, arrays: dict | None = None) -> Statistics:
-    """Recompute statistics from an (edited) label map on the CT's grid: 'Update statistics'.
-    `levels`: each canonical slice's vertebral level; `arrays`, when given, receives the canonical
-    "labels", "hu" and "spacing" (for level indices on the same data)."""
+@dataclass
+class CanonicalPair:
+    """An (edited) label map and its CT as canonical arrays on the same grid."""
+    labels: np.ndarray
+    hu: np.ndarray
+    spacing: tuple[float, float, float]
+    z: np.ndarray
+    images: tuple   # the canonical images the array views belong to (kept alive with them)
+
+    @property
+    def pixel_area_mm2(self) -> float:
+        return self.spacing[0] * self.spacing[1]
+
+    def statistics(self, l3_slice: int | None = None, levels: list[str] | None = None) -> Statistics:
+        return compute_statistics(self.labels, self.hu, self.spacing, self.z, None, l3_slice, levels)
+
+
+def canonical_pair(label_image: sitk.Image, ct_image: sitk.Image) -> CanonicalPair:
     ct_canonical, hu, spacing, z = canonical_arrays(ct_image)
     canonical_labels = to_canonical(label_image)
     labels = sitk.GetArrayViewFromImage(canonical_labels)
     if labels.shape != hu.shape:
         raise ValueError(f"label map size {labels.shape[::-1]} differs from the CT's {hu.shape[::-1]}")
-    if arrays is not None:
-        arrays.update(labels=labels, hu=hu, spacing=spacing, images=(canonical_labels, ct_canonical))
-    return compute_statistics(labels, hu, spacing, z, None, l3_slice, levels)
+    return CanonicalPair(labels, hu, spacing, z, (canonical_labels, ct_canonical))
+
+
+def statistics_for_labels(label_image: sitk.Image, ct_image: sitk.Image, l3_slice: int | None = None,
+                          levels: list[str] | None = None) -> Statistics:
+    """Recompute statistics from an (edited) label map on the CT's grid: 'Update statistics'.
+    `levels`: each canonical slice's vertebral level."""
+    return canonical_pair(label_image, ct_image).statistics(l3_slice, levels)
