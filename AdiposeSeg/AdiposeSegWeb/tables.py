@@ -1,6 +1,7 @@
 """The page's tables and area plot, from the table node and levels SceneLogic wrote."""
 from __future__ import annotations
 
+from AdiposeSegLib.scene_levels import ordered
 from AdiposeSegLib.tissues import COLORS, LABELS, NAMES
 
 PLOTTED = ("SAT", "VAT", "Muscle")
@@ -29,9 +30,8 @@ def slice_rows(table_node) -> list[dict]:
 
 
 def level_rows(levels: dict) -> list[dict]:
-    order = (["L3"] if "L3" in levels else []) + sorted((n for n in levels if n != "L3"), key=lambda n: -levels[n]["slice"])
     rows = []
-    for name in order:
+    for name in ordered(levels):   # L3 first, as in the Slicer module's levels table
         level = levels[name]
         how = "by hand" if level["source"] == "manual" else level["confidence"]
         fmt = lambda key: f"{level[key]:.1f}" if isinstance(level.get(key), (int, float)) else "-"  # noqa: E731

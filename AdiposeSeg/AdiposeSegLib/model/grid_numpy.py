@@ -34,7 +34,9 @@ def hu_to_grid(hu_slices: np.ndarray, mapping: GridMapping, window: tuple[float,
     return out
 
 
-def _source_indices(in_size: int, out_size: int):
+def source_indices(in_size: int, out_size: int):
+    """For bilinear upsampling with align_corners=False (PyTorch's rule): each output position's two
+    source indices and the weight of the second."""
     scale = in_size / out_size
     src = np.maximum((np.arange(out_size, dtype=np.float32) + 0.5) * scale - 0.5, 0.0)
     i0 = np.minimum(np.floor(src).astype(np.int64), in_size - 1)
@@ -54,8 +56,8 @@ def classes_on_native(logits: np.ndarray, mapping: GridMapping) -> np.ndarray:
         return grid
     if h > rows or w > cols:   # CT pixels coarser than the model's: antialiased shrinking of every score map
         return np.stack([_resize(scores[:, k], mapping.native) for k in range(scores.shape[1])], axis=1).argmax(axis=1).astype(np.uint8)
-    r0, r1, wr = _source_indices(h, rows)
-    c0, c1, wc = _source_indices(w, cols)
+    r0, r1, wr = source_indices(h, rows)
+    c0, c1, wc = source_indices(w, cols)
     padded = np.concatenate([grid, grid[:, -1:]], axis=1)
     padded = np.concatenate([padded, padded[:, :, -1:]], axis=2)
     corner = padded[:, :-1, :-1]

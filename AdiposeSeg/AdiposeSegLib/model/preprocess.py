@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from .grid import AIR_HU, MULTIPLE, GridMapping  # noqa: F401  (the mapping is shared with grid_numpy)
+from .grid_numpy import source_indices
 
 
 def normalise(hu: torch.Tensor, window: tuple[float, float]) -> torch.Tensor:
@@ -67,13 +68,8 @@ def _argmax_channels(x: torch.Tensor) -> torch.Tensor:
 
 
 def _source_indices(in_size: int, out_size: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """For bilinear upsampling with align_corners=False (PyTorch's rule): each output position's two
-    source indices and the weight of the second."""
-    scale = in_size / out_size
-    src = ((torch.arange(out_size, device=device, dtype=torch.float32) + 0.5) * scale - 0.5).clamp(min=0)
-    i0 = src.floor().long().clamp(max=in_size - 1)
-    i1 = (i0 + 1).clamp(max=in_size - 1)
-    return i0, i1, src - i0
+    """grid_numpy.source_indices (PyTorch's bilinear rule, align_corners=False) as tensors."""
+    return tuple(torch.from_numpy(a).to(device) for a in source_indices(in_size, out_size))
 
 
 def classes_on_native(logits: torch.Tensor, mapping: GridMapping) -> torch.Tensor:
