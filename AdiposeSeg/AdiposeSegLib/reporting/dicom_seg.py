@@ -32,16 +32,16 @@ def read_sources(volume_files: list[str]) -> list:
     return sources
 
 
-def write_dicom_seg(labels: sitk.Image, volume_files: list[str], out_path: str | os.PathLike, model_info: dict,
-                    software_version: str) -> Path:
-    """labels: the label map on the grid read from `volume_files` (slice k = file k)."""
+def write_dicom_seg(labels: sitk.Image, sources: list, out_path: str | os.PathLike, model_info: dict,
+                    software_version: str):
+    """labels: the label map on the grid of `sources` (read_sources of the volume's files; slice k =
+    file k). Returns the path and the Segmentation dataset (for the SR that refers to it)."""
     try:
         import highdicom as hd
     except ImportError:
         raise SegNotWritten("highdicom is not installed (pip install highdicom)") from None
     from pydicom.sr.codedict import codes
 
-    sources = read_sources(volume_files)
     missing = [name for name in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
                if not str(getattr(sources[0], name, "") or "")]
     if missing:
@@ -69,4 +69,4 @@ def write_dicom_seg(labels: sitk.Image, volume_files: list[str], out_path: str |
         device_serial_number="0", series_description="AdiposeSeg SAT VAT muscle IMAT")
     with atomic_path(out_path) as tmp:
         seg.save_as(str(tmp))
-    return Path(out_path)
+    return Path(out_path), seg

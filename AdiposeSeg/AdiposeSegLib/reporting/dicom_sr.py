@@ -13,7 +13,6 @@ import os
 from pathlib import Path
 
 from ..tissues import LABELS, NAMES, TERMINOLOGY
-from .dicom_seg import read_sources
 from .safe_write import atomic_path
 
 
@@ -28,16 +27,14 @@ def _frame_of(seg, segment_number: int, source_uid: str) -> int | None:
     return None
 
 
-def write_dicom_sr(seg_path: str | os.PathLike, volume_files: list[str], levels: dict, totals: dict,
-                   model_info: dict, software_version: str, out_path: str | os.PathLike) -> tuple[Path, list[str]]:
-    """Returns the path and notes (what was left out and why). `volume_files[k]` is slice k of the
-    input's own slice order (the levels' `input_slice`)."""
+def write_dicom_sr(seg, sources: list, levels: dict, totals: dict, model_info: dict, software_version: str,
+                   out_path: str | os.PathLike) -> tuple[Path, list[str]]:
+    """seg: the DICOM SEG written for `sources` (the source CT headers; `sources[k]` is slice k of the
+    input's own slice order, the levels' `input_slice`). Returns the path and notes (what was left
+    out and why)."""
     import highdicom as hd
-    import pydicom
     from pydicom.sr.codedict import codes
 
-    seg = pydicom.dcmread(str(seg_path))
-    sources = read_sources(volume_files)
     algorithm = hd.sr.AlgorithmIdentification(name=model_info.get("name", "AdiposeSeg"),
                                               version=model_info.get("version", "") or "0")
     hu = hd.sr.CodedConcept("[hnsf'U]", "UCUM", "Hounsfield unit")

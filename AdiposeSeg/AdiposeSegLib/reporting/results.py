@@ -109,18 +109,19 @@ def write_results(
         dicom_notes = []
         if dicom_sources:
             from .. import __version__
-            from .dicom_seg import SegNotWritten, write_dicom_seg
+            from .dicom_seg import SegNotWritten, read_sources, write_dicom_seg
             from .dicom_sr import write_dicom_sr
 
             try:
                 with warnings.catch_warnings():
                     # highdicom warns about the source's own header values (e.g. a one-part PatientName)
                     warnings.filterwarnings("ignore", category=UserWarning, module="highdicom")
-                    staged[f"{case_id}_seg.dcm"] = write_dicom_seg(result.labels, dicom_sources, stage / f"{case_id}_seg.dcm",
-                                                                  result.model_info, __version__)
+                    sources = read_sources(dicom_sources)   # the CT headers, read once for both
+                    staged[f"{case_id}_seg.dcm"], seg = write_dicom_seg(result.labels, sources, stage / f"{case_id}_seg.dcm",
+                                                                       result.model_info, __version__)
                     staged[f"{case_id}_sr.dcm"], sr_notes = write_dicom_sr(
-                        staged[f"{case_id}_seg.dcm"], dicom_sources, result.levels, result.statistics.totals,
-                        result.model_info, __version__, stage / f"{case_id}_sr.dcm")
+                        seg, sources, result.levels, result.statistics.totals, result.model_info, __version__,
+                        stage / f"{case_id}_sr.dcm")
                     dicom_notes += sr_notes
             except (SegNotWritten, ValueError) as exc:
                 what = "DICOM SR" if f"{case_id}_seg.dcm" in staged else "DICOM SEG (nor SR)"
