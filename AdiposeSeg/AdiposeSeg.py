@@ -510,22 +510,20 @@ class AdiposeSegLogic(ScriptedLoadableModuleLogic):
     # -- what needs the application
     def setL3FromRedSlice(self, volumeNode, segmentationNode=None) -> dict:
         """L3 = the axial slice the red view shows (its centre point), recorded as set by hand."""
-        sliceNode = slicer.app.layoutManager().sliceWidget("Red").mrmlSliceNode()
-        centre = [sliceNode.GetSliceToRAS().GetElement(i, 3) for i in range(3)]
-        return self._sceneLogicAnyModel().setL3(volumeNode, segmentationNode, ras=centre)
+        return self._sceneLogicAnyModel().setL3(volumeNode, segmentationNode, ras=self._redSliceCentre())
 
     def currentRedSlice(self, volumeNode):
         """(start, stop) of the axial slice shown in the red view, in the engine's canonical order."""
-        import numpy as np
-        from AdiposeSegLib.reading.orientation import to_canonical
         from AdiposeSegLib.scene import image_from_volume_node
+        from AdiposeSegLib.scene_levels import axial_slice_at
 
-        sliceNode = slicer.app.layoutManager().sliceWidget("Red").mrmlSliceNode()
-        z = sliceNode.GetSliceToRAS().GetElement(2, 3)  # superior coordinate: the same in RAS and LPS
-        canonical = to_canonical(image_from_volume_node(volumeNode))
-        k = int(round((z - canonical.GetOrigin()[2]) / canonical.GetSpacing()[2]))
-        k = int(np.clip(k, 0, canonical.GetSize()[2] - 1))
+        k = axial_slice_at(image_from_volume_node(volumeNode), self._redSliceCentre(), clip=True)
         return (k, k + 1)
+
+    @staticmethod
+    def _redSliceCentre():
+        sliceNode = slicer.app.layoutManager().sliceWidget("Red").mrmlSliceNode()
+        return [sliceNode.GetSliceToRAS().GetElement(i, 3) for i in range(3)]
 
     def showResults(self, volumeNode, segmentationNode, tableNode, falseColour=False) -> None:
         slicer.util.setSliceViewerLayers(background=volumeNode, fit=True)

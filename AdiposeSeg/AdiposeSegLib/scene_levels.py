@@ -82,14 +82,16 @@ def jump_to_level(scene, segmentationNode, image: sitk.Image, name: str = "L3"):
     return ras
 
 
-def axial_slice_at(image: sitk.Image, ras) -> int:
+def axial_slice_at(image: sitk.Image, ras, clip: bool = False) -> int:
     """The canonical axial slice (counted from the inferior end) through a RAS point, e.g. the red
-    slice view's offset."""
+    slice view's centre; a point beyond the CT is refused, or with clip=True gives the nearest slice."""
     axis, _ = axial_axis(image)
     count = image.GetSize()[axis]
     index = image.TransformPhysicalPointToContinuousIndex((-ras[0], -ras[1], ras[2]))[axis]
     if not -0.5 <= index <= count - 0.5:
-        raise AdiposeSegError(f"the point is outside the CT's {count} axial slices")
+        if not clip:
+            raise AdiposeSegError(f"the point is outside the CT's {count} axial slices")
+        index = min(max(index, 0.0), count - 1.0)
     return input_axial_index(image, int(round(index)))
 
 

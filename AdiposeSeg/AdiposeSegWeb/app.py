@@ -219,7 +219,7 @@ class AdiposeSegWeb(TrameApp):
         segmentation, table = self.logic.resultsForVolume(self.volume)
         centre = [axial.GetSliceToRAS().GetElement(i, 3) for i in range(3)]
         l3 = self.logic.setL3(self.volume, segmentation, ras=centre)
-        self._refresh_tables(segmentation, segmentation.GetNodeReference("AdiposeSegTable") or table)
+        self._refresh_tables(segmentation, table)
         self.state.status = f"L3 set by hand at slice {l3['slice']}."
 
     def set_false_colour(self, enabled):
