@@ -82,15 +82,13 @@ def level_entries(report: LevelReport | None, manual_l3: int | None, labels: np.
     return out
 
 
-def l1_l5_volumes(report: LevelReport | None, rows: list[dict], slice_mm: float) -> dict | None:
-    """Tissue volumes (cm3) from the top of L1 to the bottom of L5, when both are whole and every
-    slice between them was processed."""
-    if report is None:
+def l1_l5_volumes(levels: dict, rows: list[dict], slice_mm: float) -> dict | None:
+    """Tissue volumes (cm3) from the top of L1 to the bottom of L5 (the "levels" entries' ranges),
+    when both were found whole and every slice between them was processed."""
+    l1, l5 = levels.get("L1"), levels.get("L5")
+    if not (l1 and l5 and l1.get("confidence") not in (None, "low") and l5.get("confidence") not in (None, "low")):
         return None
-    l1, l5 = report.levels.get("L1"), report.levels.get("L5")
-    if not (l1 and l5 and l1.get("confidence") != "low" and l5.get("confidence") != "low"):
-        return None
-    low, high = math.ceil(l5["range_k"][0]), math.ceil(l1["range_k"][1])
+    low, high = l5["range"][0], l1["range"][1] + 1
     chosen = [r for r in rows if low <= r["slice"] < high]
     if len(chosen) != high - low:
         return None

@@ -131,7 +131,7 @@ def segment_image(
     stats = compute_statistics(part, hu[start:stop], spacing, z[start:stop], np.arange(start, stop), l3, names[start:stop])
     stats.notes.extend(report.notes if report else [])
     quality = quality_flags(part, spacing, np.arange(start, stop))
-    stats.volumes_l1_l5 = l1_l5_volumes(report, stats.rows, spacing[2])
+    stats.volumes_l1_l5 = l1_l5_volumes(levels, stats.rows, spacing[2])
     if "fov_cutoff" in quality:
         q = quality["fov_cutoff"]
         stats.notes.append(f"the body touches the edge of the field of view on {q['slices']} of {q['of']} slices "
