@@ -70,6 +70,19 @@ def test_slice_range_processes_only_those_slices(example_ct_sm, tiny_model):
     assert not arr[:5].any() and not arr[8:].any()
 
 
+def test_overlapped_batches_give_the_same_labels_for_any_batch_size(example_ct_sm, default_model):
+    """The network runs a batch ahead in its own thread and each batch is gated and cleaned on its
+    own: labels must not depend on how the slices are cut into batches, and every stage is timed."""
+    image = read_ct(example_ct_sm)
+    runs = [segment_image(image, default_model, SegmentOptions(device="cpu", batch_size=b, find_levels=False)) for b in (1, 7, 64)]
+    for other in runs[1:]:
+        np.testing.assert_array_equal(other.canonical_labels, runs[0].canonical_labels)
+    assert (runs[0].canonical_labels == 3).sum() > 1000
+    for stage in ("to_grid_s", "network_s", "class_decision_s", "postprocess_s", "segment_s"):
+        assert runs[1].timings[stage] > 0
+    assert runs[1].timings["network_s"] < runs[1].timings["segment_s"]
+
+
 def test_gate_keeps_every_label_inside_its_window(example_ct_sm, tiny_model):
     image = read_ct(example_ct_sm)
     options = SegmentOptions(device="cpu")

@@ -1,10 +1,16 @@
-"""Speed of the data path: read, inference, post-processing, write, end to end, network alone, memory.
+"""Speed of the data path, stage by stage: read, resample to the model grid, network, class decision,
+HU gate + islands, levels, statistics, write; the network alone at the same grid; memory; and, with
+--cli, the command line as a user runs it (process start included).
 
-    .venv/bin/python benchmarks/benchmark.py [--slices 100] [--device auto] [--model DIR] [--json out.json]
+    .venv/bin/python benchmarks/benchmark.py [--slices 100] [--source phantom|real] [--cli] [--device auto] [--json out.json]
 
-A 512x512xN phantom CT (0.8 mm pixels, like a clinical abdominal scan) is written to NRRD and
-segmented through the same functions the CLI uses. Also reads the real JPEG 2000 DICOM series in
-../shared/data/real-ct. Numbers are wall-clock seconds of one run after a warm-up.
+--source phantom: a 512x512xN phantom CT (0.8 mm pixels, like a clinical abdominal scan);
+--source real: the 20 real 512x512 slices of ../shared/data/real-ct's DICOM series (0.977 mm),
+repeated to N slices. Either is written to NRRD and segmented through the functions the CLI uses,
+after a warm-up. --cli also runs `adiposeseg segment CT.nrrd -o OUT -q` as a child process on
+that NRRD and on its first slice alone, reporting wall time and the child's peak RSS.
+The network runs one batch ahead in its own thread, so the stages overlap: network_s is the
+network's own time, segment_s the wall clock of resampling + network + class decision + gate.
 """
 from __future__ import annotations
 
@@ -13,6 +19,8 @@ import json
 import os
 import platform
 import resource
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -23,9 +31,9 @@ sys.path[:0] = [str(ROOT / "AdiposeSeg"), str(ROOT)]
 
 import numpy as np  # noqa: E402
 import SimpleITK as sitk  # noqa: E402
-import torch  # noqa: E402
 
 from AdiposeSegLib.model.device import resolve_device  # noqa: E402
+from AdiposeSegLib.model.grid import GridMapping  # noqa: E402
 from AdiposeSegLib.reading.image_io import read_ct  # noqa: E402
 from AdiposeSegLib.model.model_card import load_model  # noqa: E402
 from AdiposeSegLib.running.pipeline import segment_image  # noqa: E402
@@ -39,24 +47,50 @@ REAL_DICOM = ROOT.parent / "shared" / "data" / "real-ct" / "totalsegmentator-exa
 def timed(fn, *args, **kwargs):
     t = time.perf_counter()
     out = fn(*args, **kwargs)
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
     return out, time.perf_counter() - t
 
 
+def real_volume(slices: int) -> sitk.Image:
+    """The real DICOM series' 20 slices repeated to `slices` (their own geometry, stacked further on)."""
+    series = read_ct(REAL_DICOM)
+    hu = sitk.GetArrayFromImage(series)
+    stacked = np.concatenate([hu] * (-(-slices // hu.shape[0])))[:slices]
+    image = sitk.GetImageFromArray(stacked)
+    image.SetSpacing(series.GetSpacing())
+    image.SetOrigin(series.GetOrigin())
+    image.SetDirection(series.GetDirection())
+    return image
+
+
+def run_cli(ct: Path, out: Path, device: str) -> dict:
+    """`adiposeseg segment` as a user runs it: wall time and the child's peak RSS."""
+    exe = shutil.which("adiposeseg", path=str(Path(sys.executable).parent)) or "adiposeseg"
+    t = time.perf_counter()
+    proc = subprocess.Popen([exe, "segment", str(ct), "-o", str(out), "--device", device, "-q"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise SystemExit(f"adiposeseg failed: {proc.stderr.read().decode()}")
+    return {"wall_s": round(wall, 3), "peak_rss_MiB": round(usage.ru_maxrss / 1024, 1)}
+
+
 def network_throughput(model, device: str, size: int, batch: int, repeats: int = 3) -> float:
-    """Slices per second through the network alone on (batch, 1, size, size) inputs, in the backend
+    """Slices per second through the network alone on (batch, 1, *size) inputs, in the backend
     the pipeline uses (ONNX Runtime on the CPU when the model has a current export, else torch)."""
     onnx = model.onnx_network() if device == "cpu" else None
     if onnx is not None:
-        x = np.random.default_rng(0).standard_normal((batch, 1, size, size)).astype(np.float32)
+        x = np.random.default_rng(0).standard_normal((batch, 1, *size)).astype(np.float32)
         onnx(x)
         t = time.perf_counter()
         for _ in range(repeats):
             onnx(x)
         return repeats * batch / (time.perf_counter() - t)
+    import torch
+
     net = model.inference_network().to(device)  # what the pipeline runs: batch norm folded
-    x = torch.randn(batch, 1, size, size, device=device)
+    x = torch.randn(batch, 1, *size, device=device)
     ctx = torch.autocast("cuda", dtype=torch.float16) if device == "cuda" else torch.autocast("cpu", enabled=False)
     with torch.inference_mode(), ctx:
         net(x)
@@ -73,6 +107,8 @@ def network_throughput(model, device: str, size: int, batch: int, repeats: int =
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--slices", type=int, default=100)
+    p.add_argument("--source", choices=("phantom", "real"), default="phantom")
+    p.add_argument("--cli", action="store_true", help="also time the command line in a child process")
     p.add_argument("--device", default="auto")
     p.add_argument("--model")
     p.add_argument("--batch-size", type=int, default=8)
@@ -81,34 +117,55 @@ def main() -> int:
     device = resolve_device(args.device)
     model = load_model(args.model)
     options = SegmentOptions(device=device, batch_size=args.batch_size)
-    info = {"device": device, "torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
-            "cores": os.cpu_count(), "model": f"{model.card.name} {model.card.version}", "slices": args.slices}
+    backend = "onnxruntime" if model.onnx_path is not None and device == "cpu" else "torch"
+    info = {"device": device, "backend": backend, "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+            "model": f"{model.card.name} {model.card.version}", "slices": args.slices, "source": args.source}
     if device == "cuda":
+        import torch
+
         info["gpu"] = torch.cuda.get_device_name(0)
 
-    ct, _ = phantom_volume(seed=11, size=512, slices=args.slices, spacing=0.8, slice_thickness=2.5)
+    if args.source == "real":
+        ct = real_volume(args.slices)
+    else:
+        ct, _ = phantom_volume(seed=11, size=512, slices=args.slices, spacing=0.8, slice_thickness=2.5)
+    spacing = ct.GetSpacing()
+    grid = GridMapping.for_slice((ct.GetSize()[1], ct.GetSize()[0]), (spacing[1], spacing[0]),
+                                 model.card.pixel_spacing_mm, model.card.grid_pixels).padded
+    cli = {}
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bench.nrrd"
         sitk.WriteImage(ct, str(path))
+        input_mib = path.stat().st_size / 2**20
         segment_image(read_ct(path)[:, :, :4], model, options)  # warm-up
         image, t_read = timed(read_ct, path)
         result, t_seg = timed(segment_image, image, model, options)
         _, t_write = timed(write_results, result, Path(tmp) / "out", "bench", model, labelmap_format="nrrd")
         _, t_dicom = timed(read_ct, REAL_DICOM) if REAL_DICOM.is_dir() else (None, float("nan"))
+        seg_timings = dict(result.timings)
+        del image, result
+        if args.cli:
+            one = Path(tmp) / "one.nrrd"
+            sitk.WriteImage(ct[:, :, :1], str(one))
+            cli["whole_volume"] = run_cli(path, Path(tmp) / "cli", device)
+            cli["whole_volume"]["slices_per_s"] = round(args.slices / cli["whole_volume"]["wall_s"], 1)
+            cli["single_slice"] = run_cli(one, Path(tmp) / "cli1", device)
+            cli["input_MiB"] = round(input_mib, 1)
+    network_alone = network_throughput(model, device, grid, args.batch_size)
     timings = {
-        "read_nrrd_s": t_read, "prepare_s": result.timings["prepare_s"], "inference_s": result.timings["inference_s"],
-        "postprocess_s": result.timings["postprocess_s"], "levels_s": result.timings.get("levels_s", 0.0),
-        "statistics_s": result.timings.get("statistics_s", 0.0), "write_s": t_write, "end_to_end_s": t_read + t_seg + t_write,
+        "read_nrrd_s": t_read, **seg_timings, "write_s": t_write,
+        "end_to_end_s": t_read + t_seg + t_write,
         "read_real_dicom_20x512x512_s": t_dicom,
         "pipeline_slices_per_s": args.slices / t_seg,
-        "network_slices_per_s_model_grid_192": network_throughput(model, device, 192, args.batch_size),
-        "network_slices_per_s_512": network_throughput(model, device, 512, args.batch_size),
-        "peak_rss_MiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "backend": "onnxruntime" if model.onnx_path is not None and device == "cpu" else "torch",
+        f"network_alone_slices_per_s_grid_{grid[0]}x{grid[1]}": network_alone,
+        "pipeline_over_network_alone": args.slices / t_seg / network_alone,
+        "peak_rss_MiB_this_process": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
     if device == "cuda":
+        import torch
+
         timings["peak_cuda_MiB"] = torch.cuda.max_memory_allocated() / 2**20
-    report = {"setup": info, "timings": timings}
+    report = {"setup": info, "timings": {k: round(v, 3) for k, v in timings.items()}, "cli": cli}
     print(json.dumps(report, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))

@@ -37,7 +37,6 @@ class SegmentationResult:
     levels: dict = field(default_factory=dict)       # e.g. {"L3": {"slice": k, "source": "manual", SMA_cm2, ...}}
 
 
-POSTPROCESS_SLICES = 32   # slices gated and cleaned at a time (the result is the same for any slab size)
 FOV_TOUCH_MM = 10.0     # tissue along the image edge longer than this: the body is cut off by the field of view
 THICK_SLICE_MM = 5.0
 SHORT_COVERAGE_MM = 100.0
@@ -86,7 +85,7 @@ def segment_image(
     control: RunControl | None = None,
     l3_slice: int | None = None,
 ) -> SegmentationResult:
-    from ..model.inference import predict_classes  # the model package: only when a run needs the network
+    from ..model.inference import class_batches  # the model package: only when a run needs the network
 
     options = options or SegmentOptions()
     control = control or RunControl()
@@ -98,23 +97,20 @@ def segment_image(
     device = resolve_device(options.device)
     timings["prepare_s"] = time.perf_counter() - t0
 
+    # Each batch is gated and cleaned (in-plane work: the same labels as on the whole volume) while
+    # the network computes the next one.
     t1 = time.perf_counter()
-    classes = predict_classes(
-        hu[start:stop], (spacing[1], spacing[0]), model, device=device,
-        batch_size=options.batch_size, control=control.sub(0.0, 0.9),
-    )
-    timings["inference_s"] = time.perf_counter() - t1
-
-    t2 = time.perf_counter()
-    control.report(0.92, "applying HU windows")
-    part = np.empty_like(classes)
-    for a in range(0, classes.shape[0], POSTPROCESS_SLICES):   # in-plane work: slabs bound the memory it takes
-        b = min(classes.shape[0], a + POSTPROCESS_SLICES)
-        part[a:b] = remove_islands(gate(classes[a:b], hu[start + a:start + b], options.windows, options.include_imat),
-                                   spacing[0] * spacing[1], options.min_island_mm2)
     labels = np.zeros(hu.shape, dtype=np.uint8)
-    labels[start:stop] = part
-    timings["postprocess_s"] = time.perf_counter() - t2
+    part = labels[start:stop]
+    stages = {"postprocess_s": 0.0}
+    for a, b, classes in class_batches(hu[start:stop], (spacing[1], spacing[0]), model, device=device,
+                                       batch_size=options.batch_size, control=control.sub(0.0, 0.92), stage_times=stages):
+        t = time.perf_counter()
+        part[a:b] = remove_islands(gate(classes, hu[start + a:start + b], options.windows, options.include_imat),
+                                   spacing[0] * spacing[1], options.min_island_mm2)
+        stages["postprocess_s"] += time.perf_counter() - t
+    timings["segment_s"] = time.perf_counter() - t1     # wall clock of the stages below, which overlap
+    timings.update(stages)
 
     t3 = time.perf_counter()
     report = None
