@@ -37,6 +37,20 @@ def _ratio(vat: float, sat: float) -> float:
     return float(vat / sat) if sat > 0 else float("nan")
 
 
+def label_sums(labels: np.ndarray, hu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per slice, the voxel count and the HU sum of each label id: ((n, L) int64, (n, L) float64).
+    Background voxels are counted but not summed."""
+    n, size = labels.shape[0], max(LABELS) + 1
+    counts = np.zeros((n, size), dtype=np.int64)
+    sums = np.zeros((n, size), dtype=np.float64)
+    for i in range(n):   # a slice at a time: no whole-volume casts
+        lab, values = labels[i].ravel(), hu[i].ravel()
+        counts[i] = np.bincount(lab, minlength=size)
+        tissue = lab != 0
+        sums[i] = np.bincount(lab[tissue], weights=values[tissue], minlength=size)
+    return counts, sums
+
+
 def compute_statistics(
     labels: np.ndarray,
     hu: np.ndarray,
@@ -45,27 +59,27 @@ def compute_statistics(
     slice_indices: np.ndarray | None = None,
     l3_slice: int | None = None,
     levels: list[str] | None = None,
+    sums: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Statistics:
     """labels, hu: (slices, rows, cols) in canonical axial order; spacing in mm (x, y, z);
-    levels: the vertebral level of each of those slices ("" where none)."""
+    levels: the vertebral level of each of those slices ("" where none); sums: `label_sums` of
+    labels and hu when the caller already has them."""
     pixel_area = float(spacing_xyz[0] * spacing_xyz[1])
     voxel_volume = pixel_area * float(spacing_xyz[2])
     n = labels.shape[0]
     indices = np.arange(n) if slice_indices is None else np.asarray(slice_indices)
-    flat_labels = labels.reshape(n, -1)  # no whole-volume casts: bincount converts a slice at a time
-    flat_hu = hu.reshape(n, -1)
+    all_counts, all_sums = sums if sums is not None else label_sums(labels, hu)
     rows = []
     counts_total = {k: 0 for k in LABELS}
     hu_total = {k: 0.0 for k in LABELS}
     for i in range(n):
-        counts = np.bincount(flat_labels[i], minlength=max(LABELS) + 1)
-        sums = np.bincount(flat_labels[i], weights=flat_hu[i], minlength=max(LABELS) + 1)
+        counts, sums_i = all_counts[i], all_sums[i]
         row = {"slice": int(indices[i]), "z_mm": round(float(z_positions_mm[i]), 3), "level": levels[i] if levels else ""}
         for k in LABELS:
             row[f"{NAMES[k]}_area_cm2"] = counts[k] * pixel_area / 100.0
-            row[f"{NAMES[k]}_mean_HU"] = float(sums[k] / counts[k]) if counts[k] else float("nan")
+            row[f"{NAMES[k]}_mean_HU"] = float(sums_i[k] / counts[k]) if counts[k] else float("nan")
             counts_total[k] += int(counts[k])
-            hu_total[k] += float(sums[k])
+            hu_total[k] += float(sums_i[k])
         row["VAT_SAT_ratio"] = _ratio(row["VAT_area_cm2"], row["SAT_area_cm2"])
         rows.append(row)
     totals = {}

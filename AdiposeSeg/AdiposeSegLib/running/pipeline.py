@@ -18,8 +18,8 @@ from ..measuring.level_measures import auto_l3_slice, l1_l5_volumes, level_entri
 from ..measuring.postprocess import gate, remove_islands
 from ..measuring.vertebral_levels import detect_levels
 from .progress import RunControl
-from ..measuring.statistics import Statistics, compute_statistics
-from ..tissues import SegmentOptions
+from ..measuring.statistics import Statistics, compute_statistics, label_sums
+from ..tissues import LABELS, SegmentOptions
 
 
 @dataclass
@@ -35,6 +35,7 @@ class SegmentationResult:
     model_info: dict = field(default_factory=dict)   # name and version of the model that made it
     quality: dict = field(default_factory=dict)      # flags a reader of the numbers should know about
     levels: dict = field(default_factory=dict)       # e.g. {"L3": {"slice": k, "source": "manual", SMA_cm2, ...}}
+    canonical_label_image: sitk.Image | None = None  # owns the buffer canonical_labels views (keep them together)
 
 
 FOV_TOUCH_MM = 10.0     # tissue along the image edge longer than this: the body is cut off by the field of view
@@ -103,11 +104,14 @@ def segment_image(
     labels = np.zeros(hu.shape, dtype=np.uint8)
     part = labels[start:stop]
     stages = {"postprocess_s": 0.0}
+    counts = np.zeros((stop - start, max(LABELS) + 1), dtype=np.int64)
+    sums = np.zeros(counts.shape, dtype=np.float64)
     for a, b, classes in class_batches(hu[start:stop], (spacing[1], spacing[0]), model, device=device,
                                        batch_size=options.batch_size, control=control.sub(0.0, 0.92), stage_times=stages):
         t = time.perf_counter()
         part[a:b] = remove_islands(gate(classes, hu[start + a:start + b], options.windows, options.include_imat),
                                    spacing[0] * spacing[1], options.min_island_mm2)
+        counts[a:b], sums[a:b] = label_sums(part[a:b], hu[start + a:start + b])
         stages["postprocess_s"] += time.perf_counter() - t
     timings["segment_s"] = time.perf_counter() - t1     # wall clock of the stages below, which overlap
     timings.update(stages)
@@ -124,7 +128,8 @@ def segment_image(
     levels = level_entries(report, l3_slice, part, hu, start, stop, spacing, z, lambda k: input_axial_index(image, k))
     names = slice_names(levels, hu.shape[0])
     l3 = l3_slice if l3_slice is not None else auto_l3_slice(report)
-    stats = compute_statistics(part, hu[start:stop], spacing, z[start:stop], np.arange(start, stop), l3, names[start:stop])
+    stats = compute_statistics(part, hu[start:stop], spacing, z[start:stop], np.arange(start, stop), l3, names[start:stop],
+                               sums=(counts, sums))
     stats.notes.extend(report.notes if report else [])
     quality = quality_flags(part, spacing, np.arange(start, stop))
     stats.volumes_l1_l5 = l1_l5_volumes(levels, stats.rows, spacing[2])
@@ -134,11 +139,14 @@ def segment_image(
                            f"(up to {q['max_mm']} mm): fat outside the image is missing and SAT/VAT may be misassigned there")
     label_image = sitk.GetImageFromArray(labels)
     label_image.CopyInformation(canonical)
+    del part
+    labels = sitk.GetArrayViewFromImage(label_image)   # one copy of the labels: the image's, viewed
     native = from_canonical(label_image, image)
     timings["statistics_s"] = time.perf_counter() - t4
     control.report(1.0, "done")
     return SegmentationResult(native, labels, np.asarray(hu), canonical, stats, (start, stop), device, timings,
-                              {"name": model.card.name, "version": model.card.version}, quality, levels)
+                              {"name": model.card.name, "version": model.card.version}, quality, levels,
+                              canonical_label_image=label_image)
 
 
 @dataclass
