@@ -74,3 +74,28 @@ def test_a_cpu_run_never_imports_torch(example_ct_sm, tmp_path):
 def test_torch_can_be_forced(torch_backend):
     model = load_model()
     assert model.onnx_path is None and model._network is not None
+
+
+def test_tissue_window_skips_only_air_on_a_512_series(dicom_j2k, monkeypatch):
+    """On 512x512 slices the NumPy class decision works inside the window that can hold tissue,
+    read off the model grid: it must be smaller than the slice and give torch's full-slice labels."""
+    from AdiposeSegLib.model.grid import GridMapping
+    from AdiposeSegLib.model.grid_numpy import hu_to_grid, tissue_classes
+    from AdiposeSegLib.reading.image_io import read_ct
+    from AdiposeSegLib.reading.orientation import to_canonical
+
+    image = read_ct(dicom_j2k)
+    hu = sitk.GetArrayFromImage(to_canonical(image))[:4]
+    model = load_model()
+    spacing = image.GetSpacing()
+    mapping = GridMapping.for_slice(hu.shape[1:], (spacing[1], spacing[0]), model.card.pixel_spacing_mm, model.card.grid_pixels)
+    classes, (rows, cols) = tissue_classes(model.onnx_network()(hu_to_grid(hu, mapping, model.card.hu_window)), mapping)
+    assert (rows.stop - rows.start) * (cols.stop - cols.start) < 0.8 * hu.shape[1] * hu.shape[2]
+    options = SegmentOptions(device="cpu", find_levels=False, slices=(0, 4))
+    onnx = segment_image(image, model, options).canonical_labels[:4].copy()
+    monkeypatch.setenv("ADIPOSESEG_BACKEND", "torch")
+    full = segment_image(image, load_model(), options).canonical_labels[:4]
+    assert (onnx != full).sum() <= 10
+    outside = np.ones(full.shape, bool)
+    outside[:, rows, cols] = False
+    assert not full[outside].any() and (full > 0).sum() > 50_000

@@ -122,3 +122,18 @@ def test_update_statistics_follows_an_edit(example_ct_sm, tiny_model):
     before = result.statistics.rows[10]["SAT_area_cm2"]
     was_sat = int((sitk.GetArrayViewFromImage(result.labels)[10, 40:50, 40:60] == 1).sum())
     assert stats.rows[10]["SAT_area_cm2"] == pytest.approx(before + (200 - was_sat) * px)
+
+
+def test_result_arrays_outlive_the_result(example_ct_sm, tiny_model):
+    """The label and HU arrays are views of the result's images: they must keep them alive."""
+    import gc
+
+    image = read_ct(example_ct_sm)
+    options = SegmentOptions(device="cpu", find_levels=False)
+    labels = segment_image(image, tiny_model, options).canonical_labels
+    hu = segment_image(image, tiny_model, options).canonical_hu
+    gc.collect()
+    junk = [np.full(labels.shape, 255, np.uint8) for _ in range(4)]   # reuse any freed memory
+    assert labels.max() <= max(LABELS) and not labels.flags.writeable
+    np.testing.assert_array_equal(hu, sitk.GetArrayFromImage(to_canonical(image)))
+    del junk

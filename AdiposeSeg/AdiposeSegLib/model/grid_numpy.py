@@ -44,20 +44,40 @@ def source_indices(in_size: int, out_size: int):
     return i0, i1, (src - i0).astype(np.float32)
 
 
-def classes_on_native(logits: np.ndarray, mapping: GridMapping) -> np.ndarray:
-    """(n, C, H, W) scores -> (n, rows, cols) uint8 classes on the CT's pixels: the argmax of the
-    bilinearly upsampled scores, interpolating only where the four grid points around a pixel
-    disagree (as `preprocess.classes_on_native`)."""
+def _window(hit: np.ndarray, lo_index: np.ndarray, hi_index: np.ndarray) -> slice:
+    """Native positions whose two source grid positions (lo_index, hi_index) reach a grid position
+    marked in `hit`: a range, since both indices grow with the position."""
+    marked = np.flatnonzero(hit)
+    if marked.size == 0:
+        return slice(0, 0)
+    first = int(np.searchsorted(hi_index, marked[0], side="left"))
+    stop = int(np.searchsorted(lo_index, marked[-1], side="right"))
+    return slice(first, stop)
+
+
+def tissue_classes(logits: np.ndarray, mapping: GridMapping) -> tuple[np.ndarray, tuple[slice, slice]]:
+    """(n, C, H, W) scores -> the classes on the CT's own pixels inside the window (rows, cols) that
+    holds every pixel that can be anything but background, and that window; all pixels outside it
+    are background. The classes are the argmax of the bilinearly upsampled scores, interpolating only
+    where the four grid points around a pixel disagree: where they agree, every convex combination of
+    their scores does too - which is also why a pixel whose four grid points are all background is
+    background, and the window can be read off the grid."""
     (r, c), (h, w) = mapping.offset, mapping.scaled
     scores = np.ascontiguousarray(logits[:, :, r:r + h, c:c + w], dtype=np.float32)
     grid = scores.argmax(axis=1).astype(np.uint8)
     rows, cols = mapping.native
+    tissue = grid.any(axis=0)
     if (h, w) == (rows, cols):
-        return grid
+        window = (_window(tissue.any(axis=1), np.arange(h), np.arange(h)), _window(tissue.any(axis=0), np.arange(w), np.arange(w)))
+        return grid[:, window[0], window[1]], window
     if h > rows or w > cols:   # CT pixels coarser than the model's: antialiased shrinking of every score map
-        return np.stack([_resize(scores[:, k], mapping.native) for k in range(scores.shape[1])], axis=1).argmax(axis=1).astype(np.uint8)
+        full = np.stack([_resize(scores[:, k], mapping.native) for k in range(scores.shape[1])], axis=1).argmax(axis=1).astype(np.uint8)
+        return full, (slice(0, rows), slice(0, cols))
     r0, r1, wr = source_indices(h, rows)
     c0, c1, wc = source_indices(w, cols)
+    window = (_window(tissue.any(axis=1), r0, r1), _window(tissue.any(axis=0), c0, c1))
+    r0, r1, wr = r0[window[0]], r1[window[0]], wr[window[0]]
+    c0, c1, wc = c0[window[1]], c1[window[1]], wc[window[1]]
     padded = np.concatenate([grid, grid[:, -1:]], axis=1)
     padded = np.concatenate([padded, padded[:, :, -1:]], axis=2)
     corner = padded[:, :-1, :-1]
@@ -74,4 +94,13 @@ def classes_on_native(logits: np.ndarray, mapping: GridMapping) -> np.ndarray:
         value = (flat[top + left] * ((1 - a) * (1 - b)) + flat[top + right] * ((1 - a) * b)
                  + flat[bottom + left] * (a * (1 - b)) + flat[bottom + right] * (a * b))
         out[k, y, x] = value.argmax(axis=1).astype(np.uint8)
+    return out, window
+
+
+def classes_on_native(logits: np.ndarray, mapping: GridMapping) -> np.ndarray:
+    """(n, C, H, W) scores -> (n, rows, cols) uint8 classes on the CT's pixels (as
+    `preprocess.classes_on_native`): `tissue_classes` placed in a background slice."""
+    classes, (rows, cols) = tissue_classes(logits, mapping)
+    out = np.zeros((logits.shape[0], *mapping.native), dtype=np.uint8)
+    out[:, rows, cols] = classes
     return out

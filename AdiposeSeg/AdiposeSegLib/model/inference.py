@@ -1,17 +1,15 @@
 """Batched slice-wise inference: canonical HU slices in, per-voxel class (argmax) on the native grid out.
 
 On the CPU, a model with a current ONNX export runs in ONNX Runtime with NumPy around it (no torch
-import); otherwise, and on GPUs, in torch.
+import); otherwise, and on GPUs, in torch. Each batch comes with the window of the slices that can
+hold tissue (read off the model grid), so the caller's per-pixel work skips the air around the body.
 
-The network runs one batch ahead in a worker thread (ONNX Runtime and torch release the GIL while
-they compute), so the caller's work on a batch - the class decision here, HU gating and island
-removal in the pipeline - overlaps the network's work on the next one. On 2 CPU cores this hides
-most of the NumPy work behind the network.
+(Running the network a batch ahead in a thread, to overlap it with the NumPy work, was measured on
+2 cores and gained nothing: ONNX Runtime already keeps both cores busy.)
 """
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator
 
 import numpy as np
@@ -31,10 +29,10 @@ def class_batches(
     batch_size: int = 8,
     control: RunControl | None = None,
     stage_times: dict | None = None,
-) -> Iterator[tuple[int, int, np.ndarray]]:
-    """hu: (slices, rows, cols) in canonical axial order. Yields (start, stop, uint8 classes of
-    hu[start:stop]) in order. `stage_times` (optional) accumulates seconds per stage; network_s is
-    the network's own time in its thread, which overlaps the other stages."""
+) -> Iterator[tuple[int, int, np.ndarray, tuple[slice, slice]]]:
+    """hu: (slices, rows, cols) in canonical axial order. Yields (start, stop, classes, (rows, cols)):
+    the uint8 classes of hu[start:stop][:, rows, cols]; every pixel outside that window is background.
+    `stage_times` (optional) accumulates seconds per stage."""
     control = control or RunControl()
     times = stage_times if stage_times is not None else {}
     for key in STAGES:
@@ -43,48 +41,37 @@ def class_batches(
     mapping = GridMapping.for_slice(hu.shape[1:], spacing_rc, card.pixel_spacing_mm, card.grid_pixels)
     n = hu.shape[0]
     onnx = model.onnx_network() if device == "cpu" else None
-    backend = _onnx_backend(onnx) if onnx is not None else _torch_backend(model, device)
-    to_grid, network, decide = backend
+    to_grid, network, decide = _onnx_backend(onnx) if onnx is not None else _torch_backend(model, device)
     control.report(0.0, f"segmenting {n} slices on {device}" + (" (ONNX Runtime)" if onnx is not None else ""))
-
-    def timed_network(x):
-        t = time.perf_counter()
-        out = network(x)
-        times["network_s"] += time.perf_counter() - t
-        return out
-
-    def submit(pool, start):
-        t = time.perf_counter()
-        x = to_grid(hu[start:min(n, start + batch_size)], mapping, card.hu_window)
-        times["to_grid_s"] += time.perf_counter() - t
-        return pool.submit(timed_network, x)
-
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="adiposeseg-network") as pool:
-        pending = submit(pool, 0) if n else None
-        for start in range(0, n, batch_size):
-            stop = min(n, start + batch_size)
-            scores = pending.result()
-            pending = submit(pool, stop) if stop < n else None
-            t = time.perf_counter()
-            classes = decide(scores, mapping)
-            times["class_decision_s"] += time.perf_counter() - t
-            yield start, stop, classes
-            control.report(stop / n, f"segmented slice {stop} of {n}")
+    for start in range(0, n, batch_size):
+        stop = min(n, start + batch_size)
+        t0 = time.perf_counter()
+        x = to_grid(hu[start:stop], mapping, card.hu_window)
+        t1 = time.perf_counter()
+        scores = network(x)
+        t2 = time.perf_counter()
+        classes, window = decide(scores, mapping)
+        t3 = time.perf_counter()
+        times["to_grid_s"] += t1 - t0
+        times["network_s"] += t2 - t1
+        times["class_decision_s"] += t3 - t2
+        yield start, stop, classes, window
+        control.report(stop / n, f"segmented slice {stop} of {n}")
 
 
 def predict_classes(hu: np.ndarray, spacing_rc: tuple[float, float], model: LoadedModel, device: str = "cpu",
                     batch_size: int = 8, control: RunControl | None = None) -> np.ndarray:
     """The classes of every slice at once (uint8, the shape of `hu`)."""
     out = np.zeros(hu.shape, dtype=np.uint8)
-    for start, stop, classes in class_batches(hu, spacing_rc, model, device, batch_size, control):
-        out[start:stop] = classes
+    for start, stop, classes, (rows, cols) in class_batches(hu, spacing_rc, model, device, batch_size, control):
+        out[start:stop, rows, cols] = classes
     return out
 
 
 def _onnx_backend(network):
-    from .grid_numpy import classes_on_native, hu_to_grid
+    from .grid_numpy import hu_to_grid, tissue_classes
 
-    return hu_to_grid, network, classes_on_native
+    return hu_to_grid, network, tissue_classes
 
 
 def _torch_backend(model: LoadedModel, device: str):
@@ -97,18 +84,17 @@ def _torch_backend(model: LoadedModel, device: str):
         network.to(device)
 
     def run(x):
-        # inference mode and autocast are per thread: entered in the network's own thread
         with torch.inference_mode():
             if device != "cuda":
                 return network(x)
             with torch.autocast("cuda", dtype=torch.float16):
                 out = network(x)
-            torch.cuda.synchronize()
+            torch.cuda.synchronize()   # so that the stage times are the network's
             return out
 
     def decide(logits, mapping):
         with torch.inference_mode():
-            return classes_on_native(logits, mapping).cpu().numpy()
+            return classes_on_native(logits, mapping).cpu().numpy(), (slice(None), slice(None))
 
     def to_grid(slices, mapping, window):
         with torch.inference_mode():

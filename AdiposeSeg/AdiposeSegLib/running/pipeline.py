@@ -12,6 +12,7 @@ import SimpleITK as sitk
 
 from ..model.device import resolve_device
 from ..reading.image_io import validate_ct
+from ..reading.image_views import image_view
 from ..model.model_card import LoadedModel
 from ..reading.orientation import from_canonical, input_axial_index, to_canonical
 from ..measuring.level_measures import auto_l3_slice, l1_l5_volumes, level_entries, slice_names
@@ -35,7 +36,6 @@ class SegmentationResult:
     model_info: dict = field(default_factory=dict)   # name and version of the model that made it
     quality: dict = field(default_factory=dict)      # flags a reader of the numbers should know about
     levels: dict = field(default_factory=dict)       # e.g. {"L3": {"slice": k, "source": "manual", SMA_cm2, ...}}
-    canonical_label_image: sitk.Image | None = None  # owns the buffer canonical_labels views (keep them together)
 
 
 FOV_TOUCH_MM = 10.0     # tissue along the image edge longer than this: the body is cut off by the field of view
@@ -74,7 +74,7 @@ def slice_range(n: int, requested: tuple[int, int] | None) -> tuple[int, int]:
 def canonical_arrays(image: sitk.Image) -> tuple[sitk.Image, np.ndarray, tuple[float, float, float], np.ndarray]:
     """Canonical image, its HU array (k, j, i), spacing (x, y, z) and each slice's z position in mm."""
     canonical = to_canonical(image)
-    hu = sitk.GetArrayViewFromImage(canonical)
+    hu = image_view(canonical)
     z = np.array([canonical.TransformContinuousIndexToPhysicalPoint((0.0, 0.0, float(k)))[2] for k in range(hu.shape[0])])
     return canonical, hu, canonical.GetSpacing(), z
 
@@ -98,22 +98,26 @@ def segment_image(
     device = resolve_device(options.device)
     timings["prepare_s"] = time.perf_counter() - t0
 
-    # Each batch is gated and cleaned (in-plane work: the same labels as on the whole volume) while
-    # the network computes the next one.
+    # Each batch is gated, cleaned and summed as it comes (in-plane work: the same labels as on the
+    # whole volume), inside the window that can hold tissue.
     t1 = time.perf_counter()
     labels = np.zeros(hu.shape, dtype=np.uint8)
     part = labels[start:stop]
     stages = {"postprocess_s": 0.0}
     counts = np.zeros((stop - start, max(LABELS) + 1), dtype=np.int64)
     sums = np.zeros(counts.shape, dtype=np.float64)
-    for a, b, classes in class_batches(hu[start:stop], (spacing[1], spacing[0]), model, device=device,
-                                       batch_size=options.batch_size, control=control.sub(0.0, 0.92), stage_times=stages):
+    for a, b, classes, (rows, cols) in class_batches(hu[start:stop], (spacing[1], spacing[0]), model, device=device,
+                                                     batch_size=options.batch_size, control=control.sub(0.0, 0.92),
+                                                     stage_times=stages):
         t = time.perf_counter()
-        part[a:b] = remove_islands(gate(classes, hu[start + a:start + b], options.windows, options.include_imat),
-                                   spacing[0] * spacing[1], options.min_island_mm2)
-        counts[a:b], sums[a:b] = label_sums(part[a:b], hu[start + a:start + b])
+        ct = hu[start + a:start + b, rows, cols]
+        cleaned = remove_islands(gate(classes, ct, options.windows, options.include_imat),
+                                 spacing[0] * spacing[1], options.min_island_mm2)
+        part[a:b, rows, cols] = cleaned
+        counts[a:b], sums[a:b] = label_sums(cleaned, ct)
         stages["postprocess_s"] += time.perf_counter() - t
-    timings["segment_s"] = time.perf_counter() - t1     # wall clock of the stages below, which overlap
+    counts[:, 0] = part[0].size - counts[:, 1:].sum(axis=1)   # background outside the windows too
+    timings["segment_s"] = time.perf_counter() - t1
     timings.update(stages)
 
     t3 = time.perf_counter()
@@ -140,13 +144,12 @@ def segment_image(
     label_image = sitk.GetImageFromArray(labels)
     label_image.CopyInformation(canonical)
     del part
-    labels = sitk.GetArrayViewFromImage(label_image)   # one copy of the labels: the image's, viewed
+    labels = image_view(label_image)   # one copy of the labels: the image's, viewed
     native = from_canonical(label_image, image)
     timings["statistics_s"] = time.perf_counter() - t4
     control.report(1.0, "done")
-    return SegmentationResult(native, labels, np.asarray(hu), canonical, stats, (start, stop), device, timings,
-                              {"name": model.card.name, "version": model.card.version}, quality, levels,
-                              canonical_label_image=label_image)
+    return SegmentationResult(native, labels, hu, canonical, stats, (start, stop), device, timings,
+                              {"name": model.card.name, "version": model.card.version}, quality, levels)
 
 
 @dataclass
