@@ -63,17 +63,22 @@ def real_volume(slices: int) -> sitk.Image:
 
 
 def run_cli(ct: Path, out: Path, device: str) -> dict:
-    """`adiposeseg segment` as a user runs it: wall time and the child's peak RSS."""
+    """`adiposeseg segment` as a user runs it: wall time and the command's peak RSS. The peak comes
+    from GNU time (/usr/bin/time -f %M): Linux reports a child's peak as at least its parent's
+    resident size at the fork, so this process cannot measure it itself."""
     exe = shutil.which("adiposeseg", path=str(Path(sys.executable).parent)) or "adiposeseg"
+    command = [exe, "segment", str(ct), "-o", str(out), "--device", device, "-q"]
+    gnu_time = Path("/usr/bin/time")
+    report = Path(str(out) + ".time")
+    if gnu_time.is_file():
+        command = [str(gnu_time), "-f", "%M", "-o", str(report)] + command
     t = time.perf_counter()
-    proc = subprocess.Popen([exe, "segment", str(ct), "-o", str(out), "--device", device, "-q"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
+    proc = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     wall = time.perf_counter() - t
-    proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode:
-        raise SystemExit(f"adiposeseg failed: {proc.stderr.read().decode()}")
-    return {"wall_s": round(wall, 3), "peak_rss_MiB": round(usage.ru_maxrss / 1024, 1)}
+        raise SystemExit(f"adiposeseg failed: {proc.stderr.decode()}")
+    peak = round(int(report.read_text().split()[-1]) / 1024, 1) if report.is_file() else None
+    return {"wall_s": round(wall, 3), "peak_rss_MiB": peak}
 
 
 def network_throughput(model, device: str, size: int, batch: int, repeats: int = 3) -> float:
