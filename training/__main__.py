@@ -68,10 +68,13 @@ def phantom_volume_for(seed: int, size: int, slices: int):
 
 
 def _prepare_totalseg(args) -> int:
-    from .totalseg import prepare
+    from .totalseg import prepare, prepare_full
 
     for line in prepare(Path(args.source), Path(args.out), args.holdout, args.gap):
         print(line)
+    if args.lumbar:
+        for line in prepare_full(Path(args.source), Path(args.out), args.lumbar, args.label_model):
+            print(line)
     return 0
 
 
@@ -128,6 +131,10 @@ def main(argv=None) -> int:
     ts.add_argument("--out", required=True)
     ts.add_argument("--holdout", default="0:10", help="slices of example_ct_sm kept out of training (START:STOP)")
     ts.add_argument("--gap", type=int, default=2, help="slices dropped between the held-out slab and training")
+    ts.add_argument("--lumbar", metavar="START:STOP",
+                    help="also label these slices of the full example_ct (e.g. 40:80, L5..L2): the model's output plus "
+                         "TotalSegmentator's iliopsoas and erector spinae as muscle")
+    ts.add_argument("--label-model", help="model that labels the --lumbar slices (default: the bundled model)")
     ts.set_defaults(func=_prepare_totalseg)
 
     args = p.parse_args(argv)

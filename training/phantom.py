@@ -101,6 +101,21 @@ class _Canvas:
         return (u / rx) ** 2 + (v / ry) ** 2 <= 1.0
 
 
+def _round_two(a: Anatomy) -> dict:
+    """Anatomy added after the first default model, drawn from its own stream per patient so that the
+    earlier draws (sizes, spacings, noise) keep their values for every seed."""
+    r = np.random.default_rng([a.seed, 2])
+    return {
+        "muscle_hu_shift": -r.uniform(15, 45) if r.uniform() < 0.3 else 0.0,  # fatty muscle (older patients)
+        "wall_layers": bool(r.uniform() < 0.75),    # external/internal oblique + transversus with fat planes
+        "transversus_mm": r.uniform(2.5, 6.0),
+        "plane_mm": r.uniform(1.0, 2.5),             # fat plane between wall layers
+        "preperitoneal_mm": r.uniform(1.0, 4.0) if r.uniform() < 0.4 else 0.0,
+        "crus_mm": r.uniform(6.0, 11.0),             # upper psoas / crus beside the vertebral body
+        "ql_mm": r.uniform(10.0, 18.0),              # quadratus lumborum
+    }
+
+
 def _outline_radius(theta: np.ndarray, a: Anatomy, scale_x: float, scale_y: float) -> np.ndarray:
     """Radius of a superellipse with a slightly wobbly outline, flattened at the back."""
     p = a.squareness
@@ -132,6 +147,8 @@ def render_slice(a: Anatomy, rows: int, cols: int, spacing: float, z: float = 0.
                  rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
     """One axial slice: (HU float32, labels uint8). z in [-1, 1] moves from upper to lower abdomen."""
     rng = rng or np.random.default_rng(a.seed)
+    extra = _round_two(a)
+    muscle_hu = max(a.muscle_hu + extra["muscle_hu_shift"], -12.0)
     cv = _Canvas(rows, cols, spacing, a)
     z_scale = 1.0 + 0.04 * z
     skin = 1.8
@@ -153,16 +170,24 @@ def render_slice(a: Anatomy, rows: int, cols: int, spacing: float, z: float = 0.
         ang = rng.uniform(0, 2 * np.pi)
         line = np.abs(np.sin(np.arctan2(cv.y, cv.x) - ang)) * np.hypot(cv.x, cv.y) < 0.6
         cv.paint(line & inside_skin & ~inside_sat, 10.0, BG)
-    cv.paint(inside_sat, a.muscle_hu, MUSCLE)        # abdominal wall muscles
+    cv.paint(inside_sat, muscle_hu, MUSCLE)          # abdominal wall muscles
     # a thin fat plane between the oblique muscles, as on real CT
     oblique_gap = inside_sat & ~_shell(cv, a, skin + sat + 0.45 * a.wall, z_scale) & _shell(cv, a, skin + sat + 0.45 * a.wall - 1.2, z_scale)
     lateral = np.abs(cv.x) > 0.55 * a.half_width
     cv.paint(oblique_gap & lateral, a.fat_hu, IMAT)
+    if extra["wall_layers"]:
+        # transversus abdominis: the innermost layer, behind its own fat plane at the sides
+        depth = skin + sat + max(a.wall - extra["transversus_mm"], 0.55 * a.wall)
+        inner_gap = _shell(cv, a, depth, z_scale) & ~_shell(cv, a, depth + extra["plane_mm"], z_scale)
+        cv.paint(inner_gap & inside_sat & (np.abs(cv.x) > 0.45 * a.half_width) & (cv.y < 0.6 * a.half_depth), a.fat_hu, IMAT)
     # linea alba: fat-free fibrous strip in the midline front
     alba = inside_sat & ~inside_wall & (np.abs(cv.x) < 4) & (cv.y < 0)
     cv.paint(alba, 20.0, BG)
 
     cavity = inside_wall.copy()
+    if extra["preperitoneal_mm"]:   # extraperitoneal fat between the wall and the organs
+        cv.paint(inside_wall & ~_shell(cv, a, skin + sat + a.wall + extra["preperitoneal_mm"], z_scale), a.fat_hu + 5, VAT)
+        cavity = _shell(cv, a, skin + sat + a.wall + extra["preperitoneal_mm"], z_scale)
     organ_hu = a.organ_hu + (40 if a.contrast else 0)
     # visceral cavity: bowel/organ soft tissue with fat between, in proportion to vat_fraction
     cv.paint(cavity, organ_hu - 15, BG)
@@ -200,14 +225,22 @@ def render_slice(a: Anatomy, rows: int, cols: int, spacing: float, z: float = 0.
     psoas = np.clip((z + 0.6) / 1.2, 0.05, 1.0)
     for side in (-1, 1):
         para = cv.ellipse(side * 30, spine_y + 50, 30, 27, side * 0.25) & body
-        cv.paint(para & inside_sat, a.muscle_hu + 5, MUSCLE)
+        cv.paint(para & inside_sat, muscle_hu + 5, MUSCLE)
         ps = cv.ellipse(side * (vb_r + 12 * psoas + 6), spine_y - 3, 8 + 16 * psoas, 9 + 12 * psoas) & cavity
-        cv.paint(ps, a.muscle_hu, MUSCLE)
+        cv.paint(ps, muscle_hu, MUSCLE)
+        if z < 0.2:   # upper psoas and crus: long narrow bands hugging the side of the vertebral body
+            crus = extra["crus_mm"]
+            band = cv.ellipse(side * (vb_r + 0.6 * crus), spine_y - 4, crus, 18 + 10 * (0.2 - z) / 1.2, side * 0.15)
+            cv.paint(band & cavity, muscle_hu, MUSCLE)
         kidney = cv.ellipse(side * (vb_r + 55), spine_y - 5, 28, 45, side * 0.5) & cavity
         if -0.6 < z < 0.7:
             peri = cv.ellipse(side * (vb_r + 55), spine_y - 5, 36, 54, side * 0.5) & cavity
             cv.paint(peri, a.fat_hu + 8, VAT)
             cv.paint(kidney, organ_hu + (120 if a.contrast else 0), BG)
+        if z > -0.7:  # quadratus lumborum, behind the kidney beside the transverse process
+            ql = extra["ql_mm"]
+            cv.paint(cv.ellipse(side * (vb_r + 30 + 0.8 * ql), spine_y + 26, ql, 0.6 * ql, side * 0.35) & inside_sat,
+                     muscle_hu + 3, MUSCLE)
     for _ in range(a.imat_spots):
         side = rng.choice([-1, 1])
         spot = cv.ellipse(side * 30 + rng.uniform(-14, 14), spine_y + 50 + rng.uniform(-10, 10), rng.uniform(1.5, 4), rng.uniform(1.5, 4))
@@ -238,7 +271,7 @@ def render_slice(a: Anatomy, rows: int, cols: int, spacing: float, z: float = 0.
             arm = cv.ellipse(ax, -10, 42, 48)
             cv.paint(arm, 30.0, BG)
             cv.paint(cv.ellipse(ax, -10, 40, 46), a.fat_hu, SAT)
-            cv.paint(cv.ellipse(ax, -10, 30, 36), a.muscle_hu, MUSCLE)
+            cv.paint(cv.ellipse(ax, -10, 30, 36), muscle_hu, MUSCLE)
             cv.paint(cv.ellipse(ax, -10, 9, 9), 700.0, BG)
 
     hu = cv.hu

@@ -38,3 +38,42 @@ def prepare(source: Path, out: Path, holdout: str = "0:10", gap: int = 2) -> lis
             sitk.WriteImage(sitk.Cast(labels[:, :, a:b], sitk.sitkUInt8), str(out / folder / f"{name}_labels.nii.gz"))
             lines.append(f"{folder}: {name} (slices {a}..{b - 1} of {CT})")
     return lines
+
+
+FULL_CT = "example_ct.nii.gz"
+ORGANS = "example_seg_fast_force_split.nii.gz"          # TotalSegmentator `total` on example_ct
+PSOAS_AND_BACK = {86: "autochthon_left", 87: "autochthon_right", 88: "iliopsoas_left", 89: "iliopsoas_right"}
+SM_START = 82   # example_ct_sm is example_ct[z=82:112]; its held-out slab 0..9 is z 82..91
+
+
+def prepare_full(source: Path, out: Path, slices: str = "40:80", model_dir: str | None = None) -> list[str]:
+    """Semi-automatic labels for the lumbar slices of the full example CT (L5..L2), which have no
+    tissue masks: the model's own gated output, with TotalSegmentator's iliopsoas and erector spinae
+    (autochthon) masks drawn in as Muscle (muscle-range voxels) and IMAT (fat-range voxels). These are
+    the muscles the first model missed; the slices end 2 below example_ct_sm's held-out slab."""
+    import numpy as np
+    from AdiposeSegLib.model.model_card import load_model
+    from AdiposeSegLib.running.pipeline import segment_image
+    from AdiposeSegLib.tissues import IMAT, MUSCLE, HUWindows, SegmentOptions
+
+    a, b = parse_range(slices)
+    if not 0 <= a < b <= SM_START - 2:
+        raise ValueError(f"slices {slices}: must lie in 0..{SM_START - 2} (2 slices clear of the held-out slab at {SM_START})")
+    ct = sitk.Cast(sitk.ReadImage(str(source / FULL_CT))[:, :, a:b], sitk.sitkInt16)
+    result = segment_image(ct, load_model(model_dir), SegmentOptions(device="cpu", find_levels=False))
+    labels = sitk.GetArrayFromImage(result.labels)
+    hu = sitk.GetArrayViewFromImage(ct)
+    organs = sitk.GetArrayViewFromImage(sitk.ReadImage(str(source / ORGANS)))[a:b]
+    muscles = np.isin(organs, list(PSOAS_AND_BACK))
+    windows = HUWindows()
+    labels[muscles & (hu >= windows.muscle[0]) & (hu <= windows.muscle[1])] = MUSCLE
+    labels[muscles & (hu >= windows.fat[0]) & (hu <= windows.fat[1])] = IMAT
+    image = sitk.GetImageFromArray(labels)
+    image.CopyInformation(ct)
+    name = f"ts_example_full_z{a:02d}-{b:02d}"
+    (out / "train").mkdir(parents=True, exist_ok=True)
+    sitk.WriteImage(ct, str(out / "train" / f"{name}.nii.gz"))
+    sitk.WriteImage(image, str(out / "train" / f"{name}_labels.nii.gz"))
+    model = result.model_info
+    return [f"train: {name} (slices {a}..{b - 1} of {FULL_CT}; labels: {model['name']} {model['version']} gated output "
+            f"+ TotalSegmentator's {', '.join(PSOAS_AND_BACK.values())} as Muscle/IMAT)"]
