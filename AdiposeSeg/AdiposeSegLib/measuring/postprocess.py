@@ -62,15 +62,13 @@ def _grown(mask: np.ndarray) -> np.ndarray:
 
 
 def remove_islands(labels: np.ndarray, pixel_area_mm2: float, min_area_mm2: float) -> np.ndarray:
-    """Clear in-plane connected components smaller than min_area_mm2, label by label."""
+    """Clear in-plane connected components smaller than min_area_mm2, label by label. (The pipeline
+    passes the window that can hold tissue, so no crop here.)"""
     min_pixels = int(np.ceil(min_area_mm2 / pixel_area_mm2)) if min_area_mm2 > 0 else 0
     if min_pixels <= 1:
         return labels
     out = labels.copy()
-    box = _bounding_box(labels > 0)
-    if not box:
-        return out
-    crop, target = labels[box], out[box]
+    crop, target = labels, out
     for label in LABELS:
         mask = crop == label
         if not mask.any():
