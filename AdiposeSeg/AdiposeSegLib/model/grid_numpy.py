@@ -86,14 +86,25 @@ def tissue_classes(logits: np.ndarray, mapping: GridMapping) -> tuple[np.ndarray
     mixed = ~uniform[:, r0][:, :, c0]
     k, y, x = np.nonzero(mixed)
     if k.size:
-        a, b = wr[y][:, None], wc[x][:, None]
-        # channels last and flat: each corner is one row gather of C adjacent scores
-        flat = np.ascontiguousarray(scores.transpose(0, 2, 3, 1)).reshape(-1, scores.shape[1])
-        top, bottom = k * (h * w) + r0[y] * w, k * (h * w) + r1[y] * w
-        left, right = c0[x], c1[x]
-        value = (flat[top + left] * ((1 - a) * (1 - b)) + flat[top + right] * ((1 - a) * b)
-                 + flat[bottom + left] * (a * (1 - b)) + flat[bottom + right] * (a * b))
-        out[k, y, x] = value.argmax(axis=1).astype(np.uint8)
+        a, b = wr[y], wc[x]
+        weights = ((1 - a) * (1 - b), (1 - a) * b, a * (1 - b), a * b)
+        plane = h * w
+        top_left = k * (scores.shape[1] * plane) + r0[y] * w + c0[x]
+        corners = (top_left, top_left + (c1[x] - c0[x]), top_left + (r1[y] - r0[y]) * w,
+                   top_left + (r1[y] - r0[y]) * w + (c1[x] - c0[x]))
+        flat = scores.ravel()
+        best, choice = None, np.zeros(k.size, dtype=np.uint8)
+        for channel in range(scores.shape[1]):   # a channel at a time: no channels-last copy of the scores
+            at = channel * plane
+            value = (flat[corners[0] + at] * weights[0] + flat[corners[1] + at] * weights[1]
+                     + flat[corners[2] + at] * weights[2] + flat[corners[3] + at] * weights[3])
+            if best is None:
+                best = value
+            else:
+                better = value > best        # ties keep the lower class, as argmax does
+                best = np.where(better, value, best)
+                choice[better] = channel
+        out[k, y, x] = choice
     return out, window
 
 
