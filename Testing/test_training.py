@@ -156,3 +156,21 @@ def test_ddp_under_torchrun_with_early_stop(tmp_path):
     log = (out / "log.csv").read_text().splitlines()
     assert 2 <= len(log) - 1 < 4      # patience 1 stops at the first stale epoch, before the 4 asked for
     assert load_model(out / "model").card.trained
+
+
+def test_lumbar_labels_draw_in_psoas_and_stay_clear_of_the_held_out_slab(tmp_path, real_ct_dir, tiny_model_dir):
+    from training.totalseg import PSOAS_AND_BACK, prepare_full
+
+    source = real_ct_dir / "totalsegmentator-example"
+    with pytest.raises(ValueError, match="clear of the held-out slab"):
+        prepare_full(source, tmp_path, "60:81", str(tiny_model_dir))
+    prepare_full(source, tmp_path, "60:64", str(tiny_model_dir))
+    ct = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "train" / "ts_example_full_z60-64.nii.gz")))
+    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "train" / "ts_example_full_z60-64_labels.nii.gz")))
+    full = sitk.GetArrayFromImage(sitk.ReadImage(str(source / "example_ct.nii.gz")))
+    np.testing.assert_array_equal(ct, full[60:64])                # the CT's own slices, HU unchanged
+    organs = sitk.GetArrayFromImage(sitk.ReadImage(str(source / "example_seg_fast_force_split.nii.gz")))[60:64]
+    psoas = np.isin(organs, list(PSOAS_AND_BACK))
+    in_window = psoas & (ct >= -29) & (ct <= 150)
+    assert in_window.sum() > 500 and (labels[in_window] == 3).all()
+    assert (labels[psoas & (ct >= -190) & (ct <= -30)] == 4).all()
