@@ -31,10 +31,9 @@ def gate(classes: np.ndarray, hu: np.ndarray, windows: HUWindows, include_imat: 
     fat = (hu >= windows.fat[0]) & (hu <= windows.fat[1])
     muscle = (hu >= windows.muscle[0]) & (hu <= windows.muscle[1])
     in_muscle = (classes == MUSCLE) | (classes == IMAT)
-    out = np.zeros(classes.shape, dtype=np.uint8)
-    out[(classes == SAT) & fat] = SAT
-    out[(classes == VAT) & fat] = VAT
-    out[in_muscle & muscle] = MUSCLE
+    # whole-array selections, not masked assignments (several times slower on a 512x512 batch)
+    out = np.where(((classes == SAT) | (classes == VAT)) & fat, classes, np.uint8(BACKGROUND)).astype(np.uint8, copy=False)
+    out = np.where(in_muscle & muscle, np.uint8(MUSCLE), out)
     candidates = in_muscle & fat
     box = _bounding_box(candidates)
     if box:
