@@ -106,6 +106,7 @@ def test_resumed_run_ends_with_the_same_weights(tmp_path):
     assert [h["train_loss"] for h in a["history"]] == [h["train_loss"] for h in b["history"]]
     model = load_model(tmp_path / "resumed" / "model")
     assert model.card.trained and model.card.training_data["phantom_slices"] == 8
+    assert model.onnx_path is not None   # the CPU path's export of these weights is written too
 
 
 def test_tiny_training_lowers_loss_and_raises_dice(tmp_path):
