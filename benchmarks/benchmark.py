@@ -19,7 +19,6 @@ import json
 import os
 import platform
 import resource
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -66,14 +65,16 @@ def run_cli(ct: Path, out: Path, device: str) -> dict:
     """`adiposeseg segment` as a user runs it: wall time and the command's peak RSS. The peak comes
     from GNU time (/usr/bin/time -f %M): Linux reports a child's peak as at least its parent's
     resident size at the fork, so this process cannot measure it itself."""
-    exe = shutil.which("adiposeseg", path=str(Path(sys.executable).parent)) or "adiposeseg"
-    command = [exe, "segment", str(ct), "-o", str(out), "--device", device, "-q"]
+    # this checkout's code, started as the `adiposeseg` script starts it
+    command = [sys.executable, "-c", "import sys; from AdiposeSegLib.running.cli import main; sys.exit(main())",
+               "segment", str(ct), "-o", str(out), "--device", device, "-q"]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "AdiposeSeg"), os.environ.get("PYTHONPATH", "")]))
     gnu_time = Path("/usr/bin/time")
     report = Path(str(out) + ".time")
     if gnu_time.is_file():
         command = [str(gnu_time), "-f", "%M", "-o", str(report)] + command
     t = time.perf_counter()
-    proc = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     wall = time.perf_counter() - t
     if proc.returncode:
         raise SystemExit(f"adiposeseg failed: {proc.stderr.decode()}")
