@@ -51,8 +51,8 @@ def test_reoriented_copy_gives_same_areas(example_ct_sm, tiny_model, permutation
 def test_statistics_are_voxel_counts_times_pixel_area(dcmqi_series, tiny_model):
     image = read_ct(dcmqi_series)
     result = segment_image(image, tiny_model, SegmentOptions(device="cpu"))
-    labels = sitk.GetArrayViewFromImage(to_canonical(result.labels))
-    hu = sitk.GetArrayViewFromImage(to_canonical(image))
+    labels = sitk.GetArrayFromImage(to_canonical(result.labels))
+    hu = sitk.GetArrayFromImage(to_canonical(image))
     px = image.GetSpacing()[0] * image.GetSpacing()[1] / 100.0
     for row in result.statistics.rows:
         for k in LABELS:

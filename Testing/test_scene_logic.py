@@ -107,7 +107,7 @@ def test_save_as_ground_truth_reads_back_and_never_overwrites(logic, ct_node, tm
     case = load_case(specs[0])
     # the dataset reader returns canonical (LPS) arrays; the NIfTI's RAS-flipped x/y come back flipped
     original = read_ct(example_ct_sm)
-    assert np.array_equal(case.hu, sitk.GetArrayViewFromImage(sitk.DICOMOrient(original, "LPS")))
+    assert np.array_equal(case.hu, sitk.GetArrayFromImage(sitk.DICOMOrient(original, "LPS")))
     assert np.array_equal(case.labels, labels[:, ::-1, ::-1])
     mtime = (tmp_path / "gt" / first["segmentation"]).stat().st_mtime_ns
     logic.saveAsGroundTruth(ct_node, seg_node, tmp_path / "gt", caseId="example_ct_sm")

@@ -63,7 +63,7 @@ def prepare_full(source: Path, out: Path, slices: str = "40:80", model_dir: str 
     result = segment_image(ct, load_model(model_dir), SegmentOptions(device="cpu", find_levels=False))
     labels = sitk.GetArrayFromImage(result.labels)
     hu = sitk.GetArrayViewFromImage(ct)
-    organs = sitk.GetArrayViewFromImage(sitk.ReadImage(str(source / ORGANS)))[a:b]
+    organs = sitk.GetArrayFromImage(sitk.ReadImage(str(source / ORGANS)))[a:b]
     muscles = np.isin(organs, list(PSOAS_AND_BACK))
     windows = HUWindows()
     labels[muscles & (hu >= windows.muscle[0]) & (hu <= windows.muscle[1])] = MUSCLE
