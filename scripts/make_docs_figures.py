@@ -1,7 +1,7 @@
 """Render the figures in docs/: the model's output on the real CT in ../shared/data/real-ct, beside
 TotalSegmentator's tissue masks, and generated phantoms beside real slices.
 
-    .venv/bin/python scripts/make_docs_figures.py [--model DIR] [--out docs]
+    .venv/bin/python scripts/make_docs_figures.py [--model DIR] [--out docs] [--lumbar-labels runs/ts2/train]
 """
 from __future__ import annotations
 
@@ -100,16 +100,34 @@ def phantoms_vs_real(out: Path) -> None:
     grid([real, plain, labelled]).save(out / "phantoms_vs_real.png")
 
 
+def lumbar_labels(folder: Path, out: Path) -> None:
+    """The semi-automatic lumbar training labels (`prepare-totalseg --lumbar`), for the check by eye."""
+    ct_path = next(folder.glob("ts_example_full_z*[0-9].nii.gz"))
+    first = int(ct_path.name.split("_z")[1].split("-")[0])   # ts_example_full_zA-B: example_ct's slices A..B-1
+    ct = to_canonical(sitk.ReadImage(str(ct_path)))
+    labels = to_canonical(sitk.ReadImage(str(next(folder.glob("ts_example_full_z*_labels.nii.gz")))))
+    hu, lab = sitk.GetArrayFromImage(ct), sitk.GetArrayFromImage(labels)
+    spacing = ct.GetSpacing()[:2]
+    rows = []
+    for k in (2, 12, 25, 38):
+        rows.append([tile(false_colour(hu[k], np.zeros_like(lab[k])), spacing, 300, f"example_ct z {first + k}"),
+                     tile(false_colour(hu[k], lab[k]), spacing, 300, "training labels")])
+    grid(rows).save(out / "lumbar_training_labels.png")
+
+
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--model")
     p.add_argument("--out", default=str(ROOT / "docs"))
+    p.add_argument("--lumbar-labels", help="a prepare-totalseg --lumbar training folder (e.g. runs/ts2/train): draw its labels")
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     model = load_model(args.model)
     real_output(model, out)
     phantoms_vs_real(out)
+    if args.lumbar_labels:
+        lumbar_labels(Path(args.lumbar_labels), out)
     print(f"figures written to {out}")
     return 0
 
