@@ -79,6 +79,29 @@ def canonical_arrays(image: sitk.Image) -> tuple[sitk.Image, np.ndarray, tuple[f
     return canonical, hu, canonical.GetSpacing(), z
 
 
+def _label_batches(out: np.ndarray, hu: np.ndarray, spacing, model: LoadedModel, device: str, options: SegmentOptions,
+                   control: RunControl, stages: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Network classes -> gated, cleaned labels written into `out` (zeros), batch by batch as they
+    come and inside the window that can hold tissue (in-plane work: the same labels as on the whole
+    volume); returns `label_sums` of them."""
+    from ..model.inference import class_batches  # the model package: only when a run needs the network
+
+    stages.setdefault("postprocess_s", 0.0)
+    counts = np.zeros((out.shape[0], max(LABELS) + 1), dtype=np.int64)
+    sums = np.zeros(counts.shape, dtype=np.float64)
+    for a, b, classes, (rows, cols) in class_batches(hu, (spacing[1], spacing[0]), model, device=device,
+                                                     batch_size=options.batch_size, control=control, stage_times=stages):
+        t = time.perf_counter()
+        ct = hu[a:b, rows, cols]
+        cleaned = remove_islands(gate(classes, ct, options.windows, options.include_imat),
+                                 spacing[0] * spacing[1], options.min_island_mm2)
+        out[a:b, rows, cols] = cleaned
+        counts[a:b], sums[a:b] = label_sums(cleaned, ct)
+        stages["postprocess_s"] += time.perf_counter() - t
+    counts[:, 0] = out[0].size - counts[:, 1:].sum(axis=1)   # background outside the windows too
+    return counts, sums
+
+
 def segment_image(
     image: sitk.Image,
     model: LoadedModel,
@@ -86,8 +109,6 @@ def segment_image(
     control: RunControl | None = None,
     l3_slice: int | None = None,
 ) -> SegmentationResult:
-    from ..model.inference import class_batches  # the model package: only when a run needs the network
-
     options = options or SegmentOptions()
     control = control or RunControl()
     timings = {}
@@ -98,25 +119,11 @@ def segment_image(
     device = resolve_device(options.device)
     timings["prepare_s"] = time.perf_counter() - t0
 
-    # Each batch is gated, cleaned and summed as it comes (in-plane work: the same labels as on the
-    # whole volume), inside the window that can hold tissue.
     t1 = time.perf_counter()
     labels = np.zeros(hu.shape, dtype=np.uint8)
     part = labels[start:stop]
-    stages = {"postprocess_s": 0.0}
-    counts = np.zeros((stop - start, max(LABELS) + 1), dtype=np.int64)
-    sums = np.zeros(counts.shape, dtype=np.float64)
-    for a, b, classes, (rows, cols) in class_batches(hu[start:stop], (spacing[1], spacing[0]), model, device=device,
-                                                     batch_size=options.batch_size, control=control.sub(0.0, 0.92),
-                                                     stage_times=stages):
-        t = time.perf_counter()
-        ct = hu[start + a:start + b, rows, cols]
-        cleaned = remove_islands(gate(classes, ct, options.windows, options.include_imat),
-                                 spacing[0] * spacing[1], options.min_island_mm2)
-        part[a:b, rows, cols] = cleaned
-        counts[a:b], sums[a:b] = label_sums(cleaned, ct)
-        stages["postprocess_s"] += time.perf_counter() - t
-    counts[:, 0] = part[0].size - counts[:, 1:].sum(axis=1)   # background outside the windows too
+    stages: dict = {}
+    counts, sums = _label_batches(part, hu[start:stop], spacing, model, device, options, control.sub(0.0, 0.92), stages)
     timings["segment_s"] = time.perf_counter() - t1
     timings.update(stages)
 
