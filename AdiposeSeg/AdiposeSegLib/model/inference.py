@@ -59,15 +59,6 @@ def class_batches(
         control.report(stop / n, f"segmented slice {stop} of {n}")
 
 
-def predict_classes(hu: np.ndarray, spacing_rc: tuple[float, float], model: LoadedModel, device: str = "cpu",
-                    batch_size: int = 8, control: RunControl | None = None) -> np.ndarray:
-    """The classes of every slice at once (uint8, the shape of `hu`)."""
-    out = np.zeros(hu.shape, dtype=np.uint8)
-    for start, stop, classes, (rows, cols) in class_batches(hu, spacing_rc, model, device, batch_size, control):
-        out[start:stop, rows, cols] = classes
-    return out
-
-
 def _onnx_backend(network):
     from .grid_numpy import hu_to_grid, tissue_classes
 
