@@ -23,6 +23,29 @@ def test_equals_argmax_of_bilinear_scores(native, spacing):
     assert (got != expected).sum() == 0
 
 
+@pytest.mark.parametrize("native,spacing", [((512, 512), (0.8, 0.8)), ((333, 517), (0.7, 0.93)), ((96, 96), (2.5, 2.5)),
+                                            ((60, 80), (4.0, 3.0))])
+def test_numpy_tissue_window_equals_argmax_of_bilinear_scores(native, spacing):
+    """The NumPy path (ONNX Runtime's) decides classes only inside the window read off the grid: the
+    result, placed in a background slice, must equal the argmax of the bilinearly upsampled scores."""
+    from AdiposeSegLib.model.grid_numpy import tissue_classes
+
+    torch.manual_seed(1)
+    mapping = GridMapping.for_slice(native, spacing, 2.5, 64)
+    coarse = torch.randn(3, 5, mapping.padded[0] // 8 + 1, mapping.padded[1] // 8 + 1)
+    logits = torch.nn.functional.interpolate(coarse, size=mapping.padded, mode="bilinear", align_corners=False)
+    logits += 0.05 * torch.randn_like(logits)
+    logits[:, 0, :, : mapping.padded[1] // 3] += 10.0       # air on the left: the window must leave it out
+    logits[:, 0, : mapping.padded[0] // 4] += 10.0          # and above
+    expected = logits_to_native(logits, mapping).argmax(dim=1).to(torch.uint8).numpy()
+    classes, (rows, cols) = tissue_classes(logits.numpy(), mapping)
+    got = torch.zeros(expected.shape, dtype=torch.uint8).numpy()
+    got[:, rows, cols] = classes
+    assert (got != expected).sum() == 0
+    if mapping.scaled[0] <= native[0]:   # (CT pixels coarser than the model's: the whole slice is decided)
+        assert cols.start > 0 and rows.start > 0
+
+
 def test_batch_norm_folding_keeps_the_function(default_model, example_ct_sm):
     import SimpleITK as sitk
     from AdiposeSegLib.model.preprocess import hu_to_grid

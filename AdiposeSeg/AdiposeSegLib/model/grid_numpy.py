@@ -106,12 +106,3 @@ def tissue_classes(logits: np.ndarray, mapping: GridMapping) -> tuple[np.ndarray
                 choice[better] = channel
         out[k, y, x] = choice
     return out, window
-
-
-def classes_on_native(logits: np.ndarray, mapping: GridMapping) -> np.ndarray:
-    """(n, C, H, W) scores -> (n, rows, cols) uint8 classes on the CT's pixels (as
-    `preprocess.classes_on_native`): `tissue_classes` placed in a background slice."""
-    classes, (rows, cols) = tissue_classes(logits, mapping)
-    out = np.zeros((logits.shape[0], *mapping.native), dtype=np.uint8)
-    out[:, rows, cols] = classes
-    return out
