@@ -166,7 +166,6 @@ class CanonicalPair:
     hu: np.ndarray
     spacing: tuple[float, float, float]
     z: np.ndarray
-    images: tuple   # the canonical images the array views belong to (kept alive with them)
 
     @property
     def pixel_area_mm2(self) -> float:
@@ -177,12 +176,11 @@ class CanonicalPair:
 
 
 def canonical_pair(label_image: sitk.Image, ct_image: sitk.Image) -> CanonicalPair:
-    ct_canonical, hu, spacing, z = canonical_arrays(ct_image)
-    canonical_labels = to_canonical(label_image)
-    labels = sitk.GetArrayViewFromImage(canonical_labels)
+    _, hu, spacing, z = canonical_arrays(ct_image)
+    labels = image_view(to_canonical(label_image))
     if labels.shape != hu.shape:
         raise ValueError(f"label map size {labels.shape[::-1]} differs from the CT's {hu.shape[::-1]}")
-    return CanonicalPair(labels, hu, spacing, z, (canonical_labels, ct_canonical))
+    return CanonicalPair(labels, hu, spacing, z)
 
 
 def statistics_for_labels(label_image: sitk.Image, ct_image: sitk.Image, l3_slice: int | None = None,
