@@ -68,7 +68,8 @@ def run_cli(ct: Path, out: Path, device: str) -> dict:
     # this checkout's code, started as the `adiposeseg` script starts it
     command = [sys.executable, "-c", "import sys; from AdiposeSegLib.running.cli import main; sys.exit(main())",
                "segment", str(ct), "-o", str(out), "--device", device, "-q"]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "AdiposeSeg"), os.environ.get("PYTHONPATH", "")]))
+    paths = [str(ROOT / "AdiposeSeg")] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths))   # (an empty entry would put the working directory on the path)
     gnu_time = Path("/usr/bin/time")
     report = Path(str(out) + ".time")
     if gnu_time.is_file():
