@@ -23,12 +23,15 @@ def test_equals_argmax_of_bilinear_scores(native, spacing):
     assert (got != expected).sum() == 0
 
 
+@pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("native,spacing", [((512, 512), (0.8, 0.8)), ((333, 517), (0.7, 0.93)), ((96, 96), (2.5, 2.5)),
                                             ((60, 80), (4.0, 3.0))])
-def test_numpy_tissue_window_equals_argmax_of_bilinear_scores(native, spacing):
+def test_numpy_tissue_window_equals_argmax_of_bilinear_scores(native, spacing, threads):
     """The NumPy path (ONNX Runtime's) decides classes only inside the window read off the grid: the
-    result, placed in a background slice, must equal the argmax of the bilinearly upsampled scores."""
+    result, placed in a background slice, must equal the argmax of the bilinearly upsampled scores,
+    with the slices decided in one thread or split over two (3 slices: uneven parts)."""
     from AdiposeSegLib.model.grid_numpy import tissue_classes
+    from AdiposeSegLib.running.slice_workers import SliceWorkers
 
     torch.manual_seed(1)
     mapping = GridMapping.for_slice(native, spacing, 2.5, 64)
@@ -38,12 +41,22 @@ def test_numpy_tissue_window_equals_argmax_of_bilinear_scores(native, spacing):
     logits[:, 0, :, : mapping.padded[1] // 3] += 10.0       # air on the left: the window must leave it out
     logits[:, 0, : mapping.padded[0] // 4] += 10.0          # and above
     expected = logits_to_native(logits, mapping).argmax(dim=1).to(torch.uint8).numpy()
-    classes, (rows, cols) = tissue_classes(logits.numpy(), mapping)
+    with SliceWorkers(threads) as workers:
+        classes, (rows, cols) = tissue_classes(logits.numpy(), mapping, workers)
     got = torch.zeros(expected.shape, dtype=torch.uint8).numpy()
     got[:, rows, cols] = classes
     assert (got != expected).sum() == 0
     if mapping.scaled[0] <= native[0]:   # (CT pixels coarser than the model's: the whole slice is decided)
         assert cols.start > 0 and rows.start > 0
+
+
+def test_channel_loop_argmax_keeps_ties_on_the_lower_class():
+    import numpy as np
+    from AdiposeSegLib.model.grid_numpy import _argmax
+
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 3, size=(4, 5, 7, 9)).astype(np.float32)   # many ties
+    assert np.array_equal(_argmax(scores), scores.argmax(axis=1).astype(np.uint8))
 
 
 def test_batch_norm_folding_keeps_the_function(default_model, example_ct_sm):

@@ -21,12 +21,20 @@ def _bounding_box(mask: np.ndarray) -> tuple[slice, ...]:
     return tuple(slice(max(0, lo - pad), min(n, hi + 1 + pad)) for (lo, hi), pad, n in zip(bounds, pads, mask.shape))
 
 
-def gate(classes: np.ndarray, hu: np.ndarray, windows: HUWindows, include_imat: bool = True) -> np.ndarray:
+def island_pixels(pixel_area_mm2: float, min_area_mm2: float) -> int:
+    """The fewest pixels a component may have to stay (components of fewer are islands)."""
+    return int(np.ceil(min_area_mm2 / pixel_area_mm2)) if min_area_mm2 > 0 else 0
+
+
+def gate(classes: np.ndarray, hu: np.ndarray, windows: HUWindows, include_imat: bool = True,
+         min_imat_pixels: int = 0) -> np.ndarray:
     """Keep SAT / VAT on fat-range voxels and Muscle on muscle-range voxels.
 
     Fat-range voxels the network put inside muscle are IMAT when they lie within the muscle; where
     such a patch touches SAT or VAT it is partial-volume fat at the fascia and joins that compartment.
     The network decides the compartment; the HU window makes the boundary pixel-exact.
+    IMAT patches of fewer than min_imat_pixels are cleared: each patch is one IMAT component, so this
+    is `remove_islands` for IMAT, from the components the gate has already labelled.
     """
     fat = (hu >= windows.fat[0]) & (hu <= windows.fat[1])
     muscle = (hu >= windows.muscle[0]) & (hu <= windows.muscle[1])
@@ -44,6 +52,9 @@ def gate(classes: np.ndarray, hu: np.ndarray, windows: HUWindows, include_imat: 
         fate = np.full(count + 1, IMAT if include_imat else BACKGROUND, dtype=np.uint8)
         fate[(touch_sat > 0) & (touch_sat >= touch_vat)] = SAT
         fate[(touch_vat > 0) & (touch_vat > touch_sat)] = VAT
+        if min_imat_pixels > 1:
+            small = np.bincount(components[cand], minlength=count + 1) < min_imat_pixels
+            fate[small & (fate == IMAT)] = BACKGROUND
         fate[0] = BACKGROUND
         region[cand] = fate[components[cand]]
     return out
@@ -60,14 +71,15 @@ def _grown(mask: np.ndarray) -> np.ndarray:
     return out
 
 
-def remove_islands(labels: np.ndarray, pixel_area_mm2: float, min_area_mm2: float) -> np.ndarray:
-    """Clear in-plane connected components smaller than min_area_mm2, label by label. (The pipeline
-    passes the window that can hold tissue, so no crop here.)"""
-    min_pixels = int(np.ceil(min_area_mm2 / pixel_area_mm2)) if min_area_mm2 > 0 else 0
+def remove_islands(labels: np.ndarray, pixel_area_mm2: float, min_area_mm2: float,
+                   which: tuple[int, ...] = LABELS) -> np.ndarray:
+    """Clear in-plane connected components smaller than min_area_mm2, for each label in `which`.
+    (The pipeline passes the window that can hold tissue, so no crop here.)"""
+    min_pixels = island_pixels(pixel_area_mm2, min_area_mm2)
     if min_pixels <= 1:
         return labels
     out = labels.copy()
-    for label in LABELS:
+    for label in which:
         mask = labels == label
         if not mask.any():
             continue

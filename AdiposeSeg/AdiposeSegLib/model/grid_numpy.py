@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from .grid import AIR_HU, GridMapping
+from ..running.slice_workers import INLINE, SliceWorkers
 
 
 def _resize(slices: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -55,29 +56,51 @@ def _window(hit: np.ndarray, lo_index: np.ndarray, hi_index: np.ndarray) -> slic
     return slice(first, stop)
 
 
-def tissue_classes(logits: np.ndarray, mapping: GridMapping) -> tuple[np.ndarray, tuple[slice, slice]]:
+def _argmax(scores: np.ndarray) -> np.ndarray:
+    """scores.argmax(axis=1) as uint8, a channel at a time (3x faster than argmax across the strided
+    channel axis); ties keep the lower class, as argmax does."""
+    best = scores[:, 0].copy()
+    out = np.zeros(best.shape, dtype=np.uint8)
+    for channel in range(1, scores.shape[1]):
+        value = scores[:, channel]
+        out[value > best] = channel
+        np.maximum(best, value, out=best)
+    return out
+
+
+def tissue_classes(logits: np.ndarray, mapping: GridMapping, workers: SliceWorkers = INLINE) -> tuple[np.ndarray, tuple[slice, slice]]:
     """(n, C, H, W) scores -> the classes on the CT's own pixels inside the window (rows, cols) that
     holds every pixel that can be anything but background, and that window; all pixels outside it
     are background. The classes are the argmax of the bilinearly upsampled scores, interpolating only
     where the four grid points around a pixel disagree: where they agree, every convex combination of
     their scores does too - which is also why a pixel whose four grid points are all background is
-    background, and the window can be read off the grid."""
+    background, and the window can be read off the grid. `workers` splits the slices over threads."""
     (r, c), (h, w) = mapping.offset, mapping.scaled
-    scores = np.ascontiguousarray(logits[:, :, r:r + h, c:c + w], dtype=np.float32)
-    grid = scores.argmax(axis=1).astype(np.uint8)
+    scores = logits[:, :, r:r + h, c:c + w]
+    grid = np.concatenate(workers.map(lambda part: _argmax(scores[part]), scores.shape[0]))
     rows, cols = mapping.native
     tissue = grid.any(axis=0)
     if (h, w) == (rows, cols):
         window = (_window(tissue.any(axis=1), np.arange(h), np.arange(h)), _window(tissue.any(axis=0), np.arange(w), np.arange(w)))
         return grid[:, window[0], window[1]], window
     if h > rows or w > cols:   # CT pixels coarser than the model's: antialiased shrinking of every score map
-        full = np.stack([_resize(scores[:, k], mapping.native) for k in range(scores.shape[1])], axis=1).argmax(axis=1).astype(np.uint8)
+        full = _argmax(np.stack([_resize(scores[:, k], mapping.native) for k in range(scores.shape[1])], axis=1))
         return full, (slice(0, rows), slice(0, cols))
     r0, r1, wr = source_indices(h, rows)
     c0, c1, wc = source_indices(w, cols)
     window = (_window(tissue.any(axis=1), r0, r1), _window(tissue.any(axis=0), c0, c1))
-    r0, r1, wr = r0[window[0]], r1[window[0]], wr[window[0]]
-    c0, c1, wc = c0[window[1]], c1[window[1]], wc[window[1]]
+    rows_at = (r0[window[0]], r1[window[0]], wr[window[0]])
+    cols_at = (c0[window[1]], c1[window[1]], wc[window[1]])
+    parts = workers.map(lambda part: _upsampled_classes(scores[part], grid[part], rows_at, cols_at), grid.shape[0])
+    return np.concatenate(parts), window
+
+
+def _upsampled_classes(scores: np.ndarray, grid: np.ndarray, rows_at, cols_at) -> np.ndarray:
+    """The argmax of the bilinearly upsampled scores at the native positions rows_at x cols_at (each
+    (lower index, upper index, weight of the upper)), from the grid's classes where the four grid
+    points agree."""
+    (r0, r1, wr), (c0, c1, wc) = rows_at, cols_at
+    h, w = grid.shape[1:]
     padded = np.concatenate([grid, grid[:, -1:]], axis=1)
     padded = np.concatenate([padded, padded[:, :, -1:]], axis=2)
     corner = padded[:, :-1, :-1]
@@ -92,7 +115,7 @@ def tissue_classes(logits: np.ndarray, mapping: GridMapping) -> tuple[np.ndarray
         top_left = k * (scores.shape[1] * plane) + r0[y] * w + c0[x]
         corners = (top_left, top_left + (c1[x] - c0[x]), top_left + (r1[y] - r0[y]) * w,
                    top_left + (r1[y] - r0[y]) * w + (c1[x] - c0[x]))
-        flat = scores.ravel()
+        flat = np.ascontiguousarray(scores, dtype=np.float32).ravel()
         best, choice = None, np.zeros(k.size, dtype=np.uint8)
         for channel in range(scores.shape[1]):   # a channel at a time: no channels-last copy of the scores
             at = channel * plane
@@ -105,4 +128,4 @@ def tissue_classes(logits: np.ndarray, mapping: GridMapping) -> tuple[np.ndarray
                 best = np.where(better, value, best)
                 choice[better] = channel
         out[k, y, x] = choice
-    return out, window
+    return out

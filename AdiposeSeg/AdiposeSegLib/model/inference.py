@@ -5,7 +5,8 @@ import); otherwise, and on GPUs, in torch. Each batch comes with the window of t
 hold tissue (read off the model grid), so the caller's per-pixel work skips the air around the body.
 
 (Running the network a batch ahead in a thread, to overlap it with the NumPy work, was measured on
-2 cores and gained nothing: ONNX Runtime already keeps both cores busy.)
+2 cores and gained nothing: ONNX Runtime already keeps both cores busy. The NumPy class decision
+instead splits each batch's slices over `workers`, filling the cores while the network waits.)
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import numpy as np
 from .grid import GridMapping
 from .model_card import LoadedModel
 from ..running.progress import RunControl
+from ..running.slice_workers import INLINE, SliceWorkers
 
 STAGES = ("to_grid_s", "network_s", "class_decision_s")
 
@@ -29,6 +31,7 @@ def class_batches(
     batch_size: int = 8,
     control: RunControl | None = None,
     stage_times: dict | None = None,
+    workers: SliceWorkers = INLINE,
 ) -> Iterator[tuple[int, int, np.ndarray, tuple[slice, slice]]]:
     """hu: (slices, rows, cols) in canonical axial order. Yields (start, stop, classes, (rows, cols)):
     the uint8 classes of hu[start:stop][:, rows, cols]; every pixel outside that window is background.
@@ -41,7 +44,7 @@ def class_batches(
     mapping = GridMapping.for_slice(hu.shape[1:], spacing_rc, card.pixel_spacing_mm, card.grid_pixels)
     n = hu.shape[0]
     onnx = model.onnx_network() if device == "cpu" else None
-    to_grid, network, decide = _onnx_backend(onnx) if onnx is not None else _torch_backend(model, device)
+    to_grid, network, decide = _onnx_backend(onnx, workers) if onnx is not None else _torch_backend(model, device)
     control.report(0.0, f"segmenting {n} slices on {device}" + (" (ONNX Runtime)" if onnx is not None else ""))
     for start in range(0, n, batch_size):
         stop = min(n, start + batch_size)
@@ -59,10 +62,10 @@ def class_batches(
         control.report(stop / n, f"segmented slice {stop} of {n}")
 
 
-def _onnx_backend(network):
+def _onnx_backend(network, workers: SliceWorkers):
     from .grid_numpy import hu_to_grid, tissue_classes
 
-    return hu_to_grid, network, tissue_classes
+    return hu_to_grid, network, lambda scores, mapping: tissue_classes(scores, mapping, workers)
 
 
 def _torch_backend(model: LoadedModel, device: str):

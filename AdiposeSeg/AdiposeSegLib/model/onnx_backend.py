@@ -13,6 +13,7 @@ import warnings
 from pathlib import Path
 
 from ..running.identity import file_sha256
+from ..running.slice_workers import usable_cores
 
 ONNX_FILE = "model.onnx"
 
@@ -39,9 +40,11 @@ class OnnxNetwork:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                                                       else (os.cpu_count() or 1))
+        options.intra_op_num_threads = threads or usable_cores()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # idle threads sleep instead of spinning after each batch: spinning took the cores from the
+        # class decision and gate threads between batches (measured: pipeline 43 -> 48 slices/s, network unchanged)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.enable_cpu_mem_arena = False   # the arena kept ~200 MB after the first batch; speed is the same without
         self.path = path
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

@@ -16,11 +16,12 @@ from ..reading.image_views import image_view
 from ..model.model_card import LoadedModel
 from ..reading.orientation import from_canonical, input_axial_index, to_canonical
 from ..measuring.level_measures import auto_l3_slice, l1_l5_volumes, level_entries, slice_names
-from ..measuring.postprocess import gate, remove_islands
+from ..measuring.postprocess import gate, island_pixels, remove_islands
 from ..measuring.vertebral_levels import detect_levels
 from .progress import RunControl
+from .slice_workers import SliceWorkers
 from ..measuring.statistics import Statistics, compute_statistics, label_sums
-from ..tissues import LABELS, SegmentOptions
+from ..tissues import LABELS, MUSCLE, SAT, VAT, SegmentOptions
 
 
 @dataclass
@@ -83,21 +84,30 @@ def _label_batches(out: np.ndarray, hu: np.ndarray, spacing, model: LoadedModel,
                    control: RunControl, stages: dict) -> tuple[np.ndarray, np.ndarray]:
     """Network classes -> gated, cleaned labels written into `out` (zeros), batch by batch as they
     come and inside the window that can hold tissue (in-plane work: the same labels as on the whole
-    volume); returns `label_sums` of them."""
+    volume); returns `label_sums` of them. The in-plane work is split over the cores by slices."""
     from ..model.inference import class_batches  # the model package: only when a run needs the network
 
     stages.setdefault("postprocess_s", 0.0)
     counts = np.zeros((out.shape[0], max(LABELS) + 1), dtype=np.int64)
     sums = np.zeros(counts.shape, dtype=np.float64)
-    for a, b, classes, (rows, cols) in class_batches(hu, (spacing[1], spacing[0]), model, device=device,
-                                                     batch_size=options.batch_size, control=control, stage_times=stages):
-        t = time.perf_counter()
-        ct = hu[a:b, rows, cols]
-        cleaned = remove_islands(gate(classes, ct, options.windows, options.include_imat),
-                                 spacing[0] * spacing[1], options.min_island_mm2)
-        out[a:b, rows, cols] = cleaned
-        counts[a:b], sums[a:b] = label_sums(cleaned, ct)
-        stages["postprocess_s"] += time.perf_counter() - t
+    area = spacing[0] * spacing[1]
+    min_pixels = island_pixels(area, options.min_island_mm2)
+
+    def clean(classes: np.ndarray, ct: np.ndarray, into: tuple[slice, slice, slice]) -> None:
+        gated = gate(classes, ct, options.windows, options.include_imat, min_pixels)
+        cleaned = remove_islands(gated, area, options.min_island_mm2, which=(SAT, VAT, MUSCLE))   # IMAT: in the gate
+        out[into] = cleaned
+        counts[into[0]], sums[into[0]] = label_sums(cleaned, ct)
+
+    with SliceWorkers() as workers:
+        for a, b, classes, (rows, cols) in class_batches(hu, (spacing[1], spacing[0]), model, device=device,
+                                                         batch_size=options.batch_size, control=control,
+                                                         stage_times=stages, workers=workers):
+            t = time.perf_counter()
+            ct = hu[a:b, rows, cols]
+            # (map returns when every part is done, so the lambda's loop variables are this batch's)
+            workers.map(lambda part: clean(classes[part], ct[part], (slice(a + part.start, a + part.stop), rows, cols)), b - a)
+            stages["postprocess_s"] += time.perf_counter() - t
     counts[:, 0] = out[0].size - counts[:, 1:].sum(axis=1)   # background outside the windows too
     return counts, sums
 
