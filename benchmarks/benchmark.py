@@ -9,8 +9,10 @@ HU gate + islands, levels, statistics, write; the network alone at the same grid
 repeated to N slices. Either is written to NRRD and segmented through the functions the CLI uses,
 after a warm-up. --cli also runs `adiposeseg segment CT.nrrd -o OUT -q` as a child process on
 that NRRD and on its first slice alone, reporting wall time and the child's peak RSS.
-The network runs one batch ahead in its own thread, so the stages overlap: network_s is the
-network's own time, segment_s the wall clock of resampling + network + class decision + gate.
+Stages run one after the other, batch by batch; the class decision and the gate + islands + sums
+(postprocess_s) split each batch's slices over the cores. segment_s is the wall clock of resampling
++ network + class decision + postprocess; pipeline_over_network_alone compares the pipeline's
+slices/s (prepare + segment + levels + statistics) with the network alone on the same grid.
 """
 from __future__ import annotations
 
