@@ -11,7 +11,7 @@ from AdiposeSegLib.measuring.evaluate import compare
 from AdiposeSegLib.model.model_card import LoadedModel
 from AdiposeSegLib.running.pipeline import segment_image
 from AdiposeSegLib.running.progress import RunControl
-from AdiposeSegLib.tissues import SegmentOptions
+from AdiposeSegLib.tissues import IMAT, MUSCLE, SAT, VAT, HUWindows, SegmentOptions
 
 from .dataset import CaseSpec, load_case
 
@@ -21,7 +21,9 @@ MERGES = {"VAT+IMAT": (2, 4)}
 
 
 def evaluate_cases(model: LoadedModel, specs: list[CaseSpec], options: SegmentOptions | None = None,
-                   merge_vat_imat: bool = False) -> list[dict]:
+                   merge_vat_imat: bool = False, gate_reference: bool = False) -> list[dict]:
+    """gate_reference: first hold the reference to the tissue definitions the model's labels follow
+    (`gate_labels`), for references drawn without HU windows (TotalSegmentator's masks)."""
     import SimpleITK as sitk
 
     options = options or SegmentOptions()
@@ -32,6 +34,8 @@ def evaluate_cases(model: LoadedModel, specs: list[CaseSpec], options: SegmentOp
         pred = sitk.GetImageFromArray(result.canonical_labels)
         pred.CopyInformation(case.image)
         ref = case.label_image
+        if gate_reference:
+            ref = _image_like(gate_labels(sitk.GetArrayFromImage(ref), case.hu, options.windows), ref)
         if merge_vat_imat:
             pred, ref = (_merge(img) for img in (pred, ref))
         metrics = compare(pred, ref, allow_resample=True)
@@ -43,14 +47,35 @@ def evaluate_cases(model: LoadedModel, specs: list[CaseSpec], options: SegmentOp
     return rows
 
 
+def gate_labels(labels: np.ndarray, hu: np.ndarray, windows: HUWindows) -> np.ndarray:
+    """A reference label map held to the project's definitions: SAT and VAT only on fat-range voxels,
+    Muscle only on muscle-range voxels; fat-range voxels inside a muscle mask are IMAT (fat within
+    the muscle), anything else outside the windows is background."""
+    fat = (hu >= windows.fat[0]) & (hu <= windows.fat[1])
+    muscle = (hu >= windows.muscle[0]) & (hu <= windows.muscle[1])
+    out = np.zeros_like(labels)
+    for label in (SAT, VAT, IMAT):
+        out[(labels == label) & fat] = label
+    out[(labels == MUSCLE) & muscle] = MUSCLE
+    out[(labels == MUSCLE) & fat] = IMAT
+    out[(labels == IMAT) & muscle] = MUSCLE   # a drawn IMAT voxel of muscle density is muscle
+    return out
+
+
+def _image_like(array: np.ndarray, image):
+    import SimpleITK as sitk
+
+    out = sitk.GetImageFromArray(array)
+    out.CopyInformation(image)
+    return out
+
+
 def _merge(image):
     import SimpleITK as sitk
 
     a = sitk.GetArrayFromImage(image)
     a[a == 4] = 2
-    out = sitk.GetImageFromArray(a)
-    out.CopyInformation(image)
-    return out
+    return _image_like(a, image)
 
 
 def mean_row(rows: list[dict]) -> dict:
