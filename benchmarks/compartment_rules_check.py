@@ -5,7 +5,10 @@ TotalSegmentator's tissue masks:
 * every unclaimed fat-range voxel inside the body to VAT (all, or grown from VAT by N pixels away
   from gas), or to its nearest fat compartment (kept away from air and gas, optionally only in
   small patches), and
-* muscle grown by N pixels into unclaimed muscle-range voxels.
+* muscle grown by N pixels into unclaimed muscle-range voxels (anywhere, or only outside
+  TotalSegmentator's organ masks, so that it cannot grow into liver, spleen or bowel);
+
+each also against TotalSegmentator's muscle held to -29..150 HU (as the model's is).
 
     .venv/bin/python benchmarks/compartment_rules_check.py
 """
@@ -86,10 +89,24 @@ def main() -> int:
     muscle = ours == MUSCLE
     print(f"Muscle vs TotalSegmentator: model {dice(muscle, ref_muscle):.4f} ({100 * (muscle.sum() / ref_muscle.sum() - 1):+.1f}%); "
           f"its muscle we leave unlabelled {(ref_muscle & (ours == 0)).sum()}, call fat {(ref_muscle & np.isin(ours, [1, 2, 4])).sum()}")
-    for steps in (1, 2, 3):
-        grown = grow(muscle, muscle_range, steps)
-        print(f"  muscle grown {steps} px: {dice(grown, ref_muscle):.4f} ({100 * (grown.sum() / ref_muscle.sum() - 1):+.1f}%)")
+    held = ref_muscle & (hu >= -29) & (hu <= 150)
+    organs = _organs_on(result.canonical_hu[lo:hi])
+    print(f"  (against its muscle held to -29..150 HU: model {dice(muscle, held):.4f} ({100 * (muscle.sum() / held.sum() - 1):+.1f}%))")
+    for where, allowed in (("anywhere", muscle_range), ("outside organs", muscle_range & ~organs)):
+        for steps in (1, 2, 3):
+            grown = grow(muscle, allowed, steps)
+            print(f"  muscle grown {steps} px {where}: {dice(grown, ref_muscle):.4f} ({100 * (grown.sum() / ref_muscle.sum() - 1):+.1f}%); "
+                  f"held {dice(grown, held):.4f} ({100 * (grown.sum() / held.sum() - 1):+.1f}%)")
     return 0
+
+
+def _organs_on(hu_slab: np.ndarray) -> np.ndarray:
+    """TotalSegmentator's `total` organ masks (any label) on the slab's slices: they lie on the full
+    example CT, whose canonical slices are matched to the slab's by their HU."""
+    full_hu = sitk.GetArrayFromImage(to_canonical(sitk.ReadImage(str(DATA / "example_ct.nii.gz"))))
+    organs = sitk.GetArrayFromImage(to_canonical(sitk.ReadImage(str(DATA / "example_seg_fast_force_split.nii.gz"))))
+    start = next(k for k in range(full_hu.shape[0] - hu_slab.shape[0] + 1) if np.array_equal(full_hu[k], hu_slab[0]))
+    return organs[start:start + hu_slab.shape[0]] > 0
 
 
 if __name__ == "__main__":
