@@ -71,8 +71,8 @@ def test_cli_evaluate_on_seg_nrrd_and_labelmap(tmp_path):
 def test_reference_held_to_the_hu_definitions():
     """A reference drawn without HU windows (TotalSegmentator's) is held to the project's definitions
     before scoring: muscle outside -29..150 HU is not muscle (fat-range: IMAT), fat labels only on fat."""
+    from AdiposeSegLib.measuring.evaluate import gate_labels
     from AdiposeSegLib.tissues import HUWindows
-    from training.evaluate import gate_labels
 
     labels = np.array([[[1, 1, 2, 2, 3, 3, 3, 3, 4, 4]]], np.uint8)
     hu = np.array([[[-100, 20, -50, 300, 40, -60, 200, -500, -80, 10]]], np.float32)

@@ -7,11 +7,11 @@ import math
 
 import numpy as np
 
-from AdiposeSegLib.measuring.evaluate import compare
+from AdiposeSegLib.measuring.evaluate import compare, gate_labels
 from AdiposeSegLib.model.model_card import LoadedModel
 from AdiposeSegLib.running.pipeline import segment_image
 from AdiposeSegLib.running.progress import RunControl
-from AdiposeSegLib.tissues import IMAT, MUSCLE, SAT, VAT, HUWindows, SegmentOptions
+from AdiposeSegLib.tissues import SegmentOptions
 
 from .dataset import CaseSpec, load_case
 
@@ -45,21 +45,6 @@ def evaluate_cases(model: LoadedModel, specs: list[CaseSpec], options: SegmentOp
             row[f"{name}_volume_diff_pct"] = m["volume_diff_pct"]
         rows.append(row)
     return rows
-
-
-def gate_labels(labels: np.ndarray, hu: np.ndarray, windows: HUWindows) -> np.ndarray:
-    """A reference label map held to the project's definitions: SAT and VAT only on fat-range voxels,
-    Muscle only on muscle-range voxels; fat-range voxels inside a muscle mask are IMAT (fat within
-    the muscle), anything else outside the windows is background."""
-    fat = (hu >= windows.fat[0]) & (hu <= windows.fat[1])
-    muscle = (hu >= windows.muscle[0]) & (hu <= windows.muscle[1])
-    out = np.zeros_like(labels)
-    for label in (SAT, VAT, IMAT):
-        out[(labels == label) & fat] = label
-    out[(labels == MUSCLE) & muscle] = MUSCLE
-    out[(labels == MUSCLE) & fat] = IMAT
-    out[(labels == IMAT) & muscle] = MUSCLE   # a drawn IMAT voxel of muscle density is muscle
-    return out
 
 
 def _image_like(array: np.ndarray, image):

@@ -5,7 +5,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import InputReadError
-from ..tissues import LABELS, NAMES
+from ..tissues import IMAT, LABELS, MUSCLE, NAMES, SAT, VAT, HUWindows
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -13,6 +13,21 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
     a, b = np.asarray(a, bool), np.asarray(b, bool)
     denom = a.sum() + b.sum()
     return 1.0 if denom == 0 else float(2.0 * np.logical_and(a, b).sum() / denom)
+
+
+def gate_labels(labels: np.ndarray, hu: np.ndarray, windows: HUWindows) -> np.ndarray:
+    """A reference label map held to the project's definitions: SAT and VAT only on fat-range voxels,
+    Muscle only on muscle-range voxels; fat-range voxels inside a muscle mask are IMAT (fat within
+    the muscle), anything else outside the windows is background."""
+    fat = (hu >= windows.fat[0]) & (hu <= windows.fat[1])
+    muscle = (hu >= windows.muscle[0]) & (hu <= windows.muscle[1])
+    out = np.zeros_like(labels)
+    for label in (SAT, VAT, IMAT):
+        out[(labels == label) & fat] = label
+    out[(labels == MUSCLE) & muscle] = MUSCLE
+    out[(labels == MUSCLE) & fat] = IMAT
+    out[(labels == IMAT) & muscle] = MUSCLE   # a drawn IMAT voxel of muscle density is muscle
+    return out
 
 
 def same_grid(a: sitk.Image, b: sitk.Image, tol: float = 1e-4) -> bool:
