@@ -12,7 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PY39 = ROOT / ".venv39" / "bin" / "python"
-TORCH_FREE_TESTS = ["test_read.py", "test_writers.py", "test_postprocess.py", "test_evaluate.py"]
+TORCH_FREE_TESTS = ["test_read.py", "test_writers.py", "test_postprocess.py", "test_evaluate.py", "test_slice_workers.py"]
 
 
 def _py39() -> Path:
