@@ -101,3 +101,26 @@ def test_batch_goes_past_a_bad_scan_and_resumes(tmp_path, example_ct_sm, dcmqi_s
     assert (out / "a" / "a_summary.json").stat().st_mtime_ns == first
     other = run_cli("batch", scans, "-o", out, "--model", tiny_model_dir, "--device", "cpu", "--min-island-mm2", "50")
     assert "0 skipped" in other.stdout and "3 done" in other.stdout  # other options: never the old numbers
+
+
+def test_claiming_visceral_fat_only_turns_unlabelled_fat_into_vat(example_ct_sm, default_model, tmp_path):
+    """The default run claims unlabelled fat next to VAT; --no-claim-visceral-fat leaves it: the two label
+    maps differ only where the first has VAT and the second nothing, on fat-range voxels; the option
+    survives the trip to the module's child process (options_to_dict)."""
+    from AdiposeSegLib.tissues import SegmentOptions, options_from_dict, options_to_dict
+
+    model = str(default_model.directory)
+    for name, extra in (("on", []), ("off", ["--no-claim-visceral-fat"])):
+        assert main(["segment", str(example_ct_sm), "-o", str(tmp_path / name), "--model", model, "--device", "cpu",
+                     "-q", "--case-id", "case", "--labelmap", "nii.gz", "--no-levels", *extra]) == 0
+    on, off = (sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / n / "case_labels.nii.gz"))) for n in ("on", "off"))
+    hu = sitk.GetArrayFromImage(sitk.ReadImage(str(example_ct_sm)))
+    changed = on != off
+    assert changed.sum() > 100
+    assert (on[changed] == 2).all() and (off[changed] == 0).all()
+    assert ((hu[changed] >= -190) & (hu[changed] <= -30)).all()
+    with open(tmp_path / "on" / "case_slices.csv") as a, open(tmp_path / "off" / "case_slices.csv") as b:
+        vat_on, vat_off = (sum(float(r["VAT_area_cm2"]) for r in csv.DictReader(f)) for f in (a, b))
+    assert vat_on > vat_off
+    assert options_from_dict(options_to_dict(SegmentOptions(claim_visceral_fat=False))).claim_visceral_fat is False
+    assert options_from_dict(options_to_dict(SegmentOptions())).claim_visceral_fat is True

@@ -69,3 +69,31 @@ def test_imat_islands_cleared_in_the_gate_equal_remove_islands():
     counts = np.bincount(expected.ravel(), minlength=5)
     assert counts[4] > 0 and counts[1:4].min() > 0          # every label present: the test covers them
     assert (gate(classes, hu, HUWindows()) == 4).sum() > counts[4]   # and some IMAT patches were islands
+
+
+def test_unlabelled_fat_next_to_vat_is_claimed_as_vat():
+    """claim_visceral_fat: a patch of unlabelled fat-range pixels joins VAT when it touches VAT and not
+    SAT and is at most 200 mm², except its pixels within 2 of gas; every other patch stays unlabelled."""
+    from AdiposeSegLib.measuring.postprocess import claim_visceral_fat
+
+    labels = np.zeros((1, 60, 60), np.uint8)
+    hu = np.full(labels.shape, 40.0)                 # soft tissue
+    labels[0, 10:30, 10:30] = 2                      # VAT, fat
+    hu[0, 10:30, 10:30] = -100
+    hu[0, 30:32, 10:30] = -90                        # a rim below it, unlabelled: claimed (40 px)
+    hu[0, 12:16, 30:34] = -80                        # a patch beside it touching SAT too: left
+    labels[0, 12:16, 34:38] = 1
+    hu[0, 12:16, 34:38] = -100
+    hu[0, 20:24, 30:33] = -80                        # a patch beside VAT next to gas: its 2 px next to gas left
+    hu[0, 20:24, 33] = -800
+    hu[0, 40:45, 40:45] = -100                       # fat touching nothing: left
+    hu[0, 10:30, 5:10] = -120                        # a large patch beside VAT (100 px at 4 mm2 = 400 mm2): left
+    out = claim_visceral_fat(labels, hu, HUWindows(), pixel_area_mm2=1.0)
+    assert (out[0, 30:32, 10:30] == 2).all()
+    assert (out[0, 12:16, 30:34] == 0).all()
+    assert (out[0, 20:24, 31:33] == 0).all() and (out[0, 20:24, 30] == 2).all()
+    assert (out[0, 40:45, 40:45] == 0).all()
+    assert (out[0, 10:30, 5:10] == 2).all()          # 100 mm² at 1 mm pixels: claimed
+    big = claim_visceral_fat(labels, hu, HUWindows(), pixel_area_mm2=4.0)
+    assert (big[0, 10:30, 5:10] == 0).all() and (big[0, 30:32, 10:30] == 2).all()
+    assert (out[labels != 0] == labels[labels != 0]).all()    # labelled pixels are never changed

@@ -81,6 +81,7 @@ class SegmentOptions:
     batch_size: int = 8
     device: str = "auto"
     find_levels: bool = True   # vertebral levels (T12..L5) from the bone; L3 indices at the level found
+    claim_visceral_fat: bool = True   # unlabelled fat-range patches touching VAT (not SAT), clear of gas: VAT
 
 
 def options_to_dict(options: SegmentOptions) -> dict:
@@ -88,11 +89,13 @@ def options_to_dict(options: SegmentOptions) -> dict:
     return {"fat_window": list(options.windows.fat), "muscle_window": list(options.windows.muscle),
             "min_island_mm2": float(options.min_island_mm2), "include_imat": bool(options.include_imat),
             "slices": list(options.slices) if options.slices is not None else None,
-            "batch_size": int(options.batch_size), "device": options.device, "find_levels": bool(options.find_levels)}
+            "batch_size": int(options.batch_size), "device": options.device, "find_levels": bool(options.find_levels),
+            "claim_visceral_fat": bool(options.claim_visceral_fat)}
 
 
 def options_from_dict(d: dict) -> SegmentOptions:
     return SegmentOptions(windows=HUWindows(fat=tuple(d["fat_window"]), muscle=tuple(d["muscle_window"])),
                           min_island_mm2=float(d["min_island_mm2"]), include_imat=bool(d["include_imat"]),
                           slices=tuple(d["slices"]) if d.get("slices") is not None else None,
-                          batch_size=int(d["batch_size"]), device=d["device"], find_levels=bool(d.get("find_levels", True)))
+                          batch_size=int(d["batch_size"]), device=d["device"], find_levels=bool(d.get("find_levels", True)),
+                          claim_visceral_fat=bool(d.get("claim_visceral_fat", False)))   # (absent: a run from before the rule)

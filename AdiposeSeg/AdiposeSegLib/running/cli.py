@@ -50,6 +50,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--muscle-window", type=_window, default=(-29.0, 150.0), metavar="LO,HI", help="muscle HU window, written --muscle-window=-29,150 (the default)")
     p.add_argument("--min-island-mm2", type=float, default=10.0, help="remove in-slice islands smaller than this (default 10)")
     p.add_argument("--no-imat", action="store_true", help="do not label intermuscular fat separately")
+    p.add_argument("--no-claim-visceral-fat", action="store_true",
+                   help="leave fat-range pixels the network did not label unlabelled (by default, patches of them up to 2 cm2 "
+                        "next to VAT, clear of gas and air and not touching SAT, are VAT)")
     p.add_argument("--labelmap", choices=("nrrd", "nii.gz", "nii", "mha"), help="also write a plain label map in this format")
     p.add_argument("--dicom-seg", action=argparse.BooleanOptionalAction, default=None,
                    help="write a DICOM SEG referencing the source CT (default: on for DICOM input)")
@@ -62,7 +65,7 @@ def _options(args) -> SegmentOptions:
         windows=HUWindows(fat=args.fat_window, muscle=args.muscle_window),
         min_island_mm2=args.min_island_mm2, include_imat=not args.no_imat,
         slices=getattr(args, "slices", None), batch_size=args.batch_size, device=args.device,
-        find_levels=not args.no_levels,
+        find_levels=not args.no_levels, claim_visceral_fat=not args.no_claim_visceral_fat,
     )
 
 

@@ -16,7 +16,7 @@ from ..reading.image_views import image_view
 from ..model.model_card import LoadedModel
 from ..reading.orientation import from_canonical, input_axial_index, to_canonical
 from ..measuring.level_measures import auto_l3_slice, l1_l5_volumes, level_entries, slice_names
-from ..measuring.postprocess import gate, island_pixels, remove_islands
+from ..measuring.postprocess import claim_visceral_fat, gate, island_pixels, remove_islands
 from ..measuring.vertebral_levels import detect_levels
 from .progress import RunControl
 from .slice_workers import SliceWorkers
@@ -96,6 +96,8 @@ def _label_batches(out: np.ndarray, hu: np.ndarray, spacing, model: LoadedModel,
     def clean(classes: np.ndarray, ct: np.ndarray, into: tuple[slice, slice, slice]) -> None:
         gated = gate(classes, ct, options.windows, options.include_imat, min_pixels)
         cleaned = remove_islands(gated, area, options.min_island_mm2, which=(SAT, VAT, MUSCLE))   # IMAT: in the gate
+        if options.claim_visceral_fat:
+            cleaned = claim_visceral_fat(cleaned, ct, options.windows, area)
         out[into] = cleaned
         counts[into[0]], sums[into[0]] = label_sums(cleaned, ct)
 
