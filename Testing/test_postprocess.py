@@ -97,3 +97,21 @@ def test_unlabelled_fat_next_to_vat_is_claimed_as_vat():
     big = claim_visceral_fat(labels, hu, HUWindows(), pixel_area_mm2=4.0)
     assert (big[0, 10:30, 5:10] == 0).all() and (big[0, 30:32, 10:30] == 2).all()
     assert (out[labels != 0] == labels[labels != 0]).all()    # labelled pixels are never changed
+
+
+def test_only_fat_the_network_called_background_is_claimed():
+    """Fat the gate or the island removal cleared (a small SAT island, IMAT when not wanted) is never
+    made VAT: the pipeline passes the network's own background."""
+    from AdiposeSegLib.measuring.postprocess import claim_visceral_fat
+
+    labels = np.zeros((1, 30, 30), np.uint8)
+    hu = np.full(labels.shape, 40.0)
+    labels[0, 5:20, 5:20] = 2
+    hu[0, 5:20, 5:20] = -100
+    hu[0, 20:22, 5:20] = -100          # a rim below VAT: the network said background
+    hu[0, 5:8, 20:22] = -100           # beside VAT: the network said SAT (a removed island)
+    network_background = np.ones(labels.shape, bool)
+    network_background[0, 5:8, 20:22] = False
+    out = claim_visceral_fat(labels, hu, HUWindows(), 1.0, network_background=network_background)
+    assert (out[0, 20:22, 5:20] == 2).all() and (out[0, 5:8, 20:22] == 0).all()
+    assert (claim_visceral_fat(labels, hu, HUWindows(), 1.0)[0, 5:8, 20:22] == 2).all()

@@ -30,9 +30,8 @@ sys.path.insert(0, str(ROOT / "AdiposeSeg"))
 from AdiposeSegLib.model.model_card import load_model  # noqa: E402
 from AdiposeSegLib.reading.orientation import to_canonical  # noqa: E402
 from AdiposeSegLib.running.pipeline import segment_image  # noqa: E402
-from AdiposeSegLib.measuring.postprocess import (CLAIM_GAS_GAP_PX, CLAIM_GAS_HU, CLAIM_MAX_PATCH_MM2,  # noqa: E402
-                                                 claim_visceral_fat)
-from AdiposeSegLib.tissues import IMAT, MUSCLE, VAT, HUWindows, SegmentOptions  # noqa: E402
+from AdiposeSegLib.measuring.postprocess import CLAIM_GAS_GAP_PX, CLAIM_GAS_HU, CLAIM_MAX_PATCH_MM2  # noqa: E402
+from AdiposeSegLib.tissues import IMAT, MUSCLE, VAT, SegmentOptions  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "real-ct" / "totalsegmentator-example"
 HELD_OUT = (0, 10)
@@ -106,7 +105,8 @@ def main() -> int:
             print(f"  patch joins the compartment it touches most, {gap} px from < {air_hu} HU, patches "
                   f"{'any size' if max_mm2 is None else f'<= {max_mm2} mm2'}: VAT+IMAT {scored(vat_imat_t, ref_fat)} "
                   f"({100 * (vat_imat_t.sum() / ref_fat.sum() - 1):+.1f}%), SAT {scored(touched == 1, ref == 1)}")
-    built = claim_visceral_fat(ours, hu, HUWindows(), pixel_mm2)   # the rule as the pipeline applies it (the default)
+    built = segment_image(sitk.ReadImage(str(DATA / "example_ct_sm.nii.gz")), load_model(),   # the default pipeline
+                          SegmentOptions(device="cpu", slices=HELD_OUT, find_levels=False)).canonical_labels[lo:hi]
     vat_imat_b = np.isin(built, [2, 4])
     print(f"  the pipeline's rule (claim_visceral_fat: patches touching VAT and not SAT, {CLAIM_GAS_GAP_PX} px from "
           f"< {CLAIM_GAS_HU:.0f} HU, <= {CLAIM_MAX_PATCH_MM2:.0f} mm2): VAT+IMAT {scored(vat_imat_b, ref_fat)} "

@@ -99,7 +99,8 @@ CLAIM_GAS_HU = -250.0
 CLAIM_GAS_GAP_PX = 2
 
 
-def claim_visceral_fat(labels: np.ndarray, hu: np.ndarray, windows: HUWindows, pixel_area_mm2: float) -> np.ndarray:
+def claim_visceral_fat(labels: np.ndarray, hu: np.ndarray, windows: HUWindows, pixel_area_mm2: float,
+                       network_background: np.ndarray | None = None) -> np.ndarray:
     """Fat-range voxels the network left unlabelled, next to VAT, are VAT.
 
     By definition every fat-range voxel inside the abdominal wall is visceral; the network leaves
@@ -108,9 +109,13 @@ def claim_visceral_fat(labels: np.ndarray, hu: np.ndarray, windows: HUWindows, p
     form in-plane patches; a patch that touches VAT and not SAT and is at most CLAIM_MAX_PATCH_MM2
     joins VAT; the rest stays unlabelled (the skin's rim against the air, fat inside the spinal
     canal, patches bridging SAT and VAT). Checked on the held-out real slab by
-    benchmarks/compartment_rules_check.py.
+    benchmarks/compartment_rules_check.py. network_background: the voxels the network itself called
+    background (the pipeline passes it, so that fat the gate or the island removal cleared - IMAT
+    when it is not wanted, SAT islands - is never made VAT); default: every unlabelled voxel.
     """
     take = (labels == BACKGROUND) & (hu >= windows.fat[0]) & (hu <= windows.fat[1])
+    if network_background is not None:
+        take &= network_background
     gas = hu < CLAIM_GAS_HU
     for _ in range(CLAIM_GAS_GAP_PX):
         gas = _grown(gas)

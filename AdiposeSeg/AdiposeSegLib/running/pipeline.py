@@ -21,7 +21,7 @@ from ..measuring.vertebral_levels import detect_levels
 from .progress import RunControl
 from .slice_workers import SliceWorkers
 from ..measuring.statistics import Statistics, compute_statistics, label_sums
-from ..tissues import LABELS, MUSCLE, SAT, VAT, SegmentOptions
+from ..tissues import BACKGROUND, LABELS, MUSCLE, SAT, VAT, SegmentOptions
 
 
 @dataclass
@@ -97,7 +97,7 @@ def _label_batches(out: np.ndarray, hu: np.ndarray, spacing, model: LoadedModel,
         gated = gate(classes, ct, options.windows, options.include_imat, min_pixels)
         cleaned = remove_islands(gated, area, options.min_island_mm2, which=(SAT, VAT, MUSCLE))   # IMAT: in the gate
         if options.claim_visceral_fat:
-            cleaned = claim_visceral_fat(cleaned, ct, options.windows, area)
+            cleaned = claim_visceral_fat(cleaned, ct, options.windows, area, network_background=classes == BACKGROUND)
         out[into] = cleaned
         counts[into[0]], sums[into[0]] = label_sums(cleaned, ct)
 
