@@ -175,3 +175,49 @@ def test_lumbar_labels_draw_in_psoas_and_stay_clear_of_the_held_out_slab(tmp_pat
     in_window = psoas & (ct >= -29) & (ct <= 150)
     assert in_window.sum() > 500 and (labels[in_window] == 3).all()
     assert (labels[psoas & (ct >= -190) & (ct <= -30)] == 4).all()
+
+
+def test_ignored_pixels_teach_nothing():
+    """Label 255 (a semi-automatic label's "not sure"): the loss does not depend on the scores there."""
+    from training.losses import IGNORE, dice_ce_loss
+
+    torch.manual_seed(0)
+    logits, target = torch.randn(2, 5, 8, 8), torch.randint(0, 5, (2, 8, 8))
+    target[:, :3] = IGNORE
+    changed = logits.clone()
+    changed[:, :, :3] = 10 * torch.randn(2, 5, 3, 8)
+    assert torch.allclose(dice_ce_loss(logits, target), dice_ce_loss(changed, target))
+    assert not torch.allclose(dice_ce_loss(logits, target), dice_ce_loss(logits, torch.where(target == IGNORE, 0, target)))
+    assert float(dice_ce_loss(logits, torch.full_like(target, IGNORE))) == 0.0
+
+
+def test_training_labels_may_hold_ignore_but_evaluation_labels_may_not(tmp_path):
+    from AdiposeSegLib.reading.labels_io import read_label_map
+
+    array = np.zeros((2, 6, 6), np.uint8)
+    array[0, :2] = 3
+    array[1, :2] = 255
+    path = tmp_path / "lab.nii.gz"
+    sitk.WriteImage(sitk.GetImageFromArray(array), str(path))
+    assert sitk.GetArrayFromImage(read_label_map(path, allow_ignore=True)).max() == 255
+    with pytest.raises(InputReadError, match="not AdiposeSeg labels"):
+        read_label_map(path)
+
+
+def test_wall_band_is_ignored_next_to_the_models_own_wall_muscle_only():
+    from training.totalseg import ignore_wall_band
+
+    labels = np.zeros((1, 20, 20), np.uint8)
+    hu = np.full(labels.shape, 40.0)
+    labels[0, 2:4, :] = 3                 # the labelling model's wall muscle
+    labels[0, 15:17, 5:10] = 3            # a muscle drawn in from TotalSegmentator (psoas)
+    drawn = np.zeros(labels.shape, bool)
+    drawn[0, 15:17, 5:10] = True
+    organs = np.zeros(labels.shape, bool)
+    organs[0, 4:8, 10:] = True            # an organ right under the wall on the right
+    hu[0, 4, 0:3] = -100                  # fat under the wall: not muscle density, kept
+    out = ignore_wall_band(labels, hu, organs, drawn, px=2)
+    assert (out[0, 4:6, 3:10] == 255).all()                      # 2 px under the wall, muscle density
+    assert (out[0, 4, 0:3] == 0).all() and (out[0, 4:6, 10:] == 0).all()   # fat, organ: still background
+    assert (out[0, 6, :] == 0).all() and (out[0, 0:2, :] == 255).all()      # 3 px away: kept; 2 px above: ignored
+    assert (out[0, 13:15, 5:10] == 0).all()                      # nothing ignored around the drawn-in muscle

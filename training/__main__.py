@@ -74,7 +74,7 @@ def _prepare_totalseg(args) -> int:
     for line in prepare(Path(args.source), Path(args.out), args.holdout, args.gap):
         print(line)
     if args.lumbar:
-        for line in prepare_full(Path(args.source), Path(args.out), args.lumbar, args.label_model):
+        for line in prepare_full(Path(args.source), Path(args.out), args.lumbar, args.label_model, args.lumbar_wall_ignore):
             print(line)
     return 0
 
@@ -139,6 +139,9 @@ def main(argv=None) -> int:
                     help="also label these slices of the full example_ct (e.g. 40:80, L5..L2): the model's output plus "
                          "TotalSegmentator's iliopsoas and erector spinae as muscle")
     ts.add_argument("--label-model", help="model that labels the --lumbar slices (default: the bundled model)")
+    ts.add_argument("--lumbar-wall-ignore", type=int, default=0, metavar="PX",
+                    help="in the --lumbar labels, ignore (255) muscle-density background within PX pixels of the labelling "
+                         "model's wall muscle, outside TotalSegmentator's organs: where that model may have missed the inner wall")
     ts.set_defaults(func=_prepare_totalseg)
 
     args = p.parse_args(argv)

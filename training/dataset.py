@@ -47,7 +47,7 @@ class Case:
 
 def load_case(spec: CaseSpec) -> Case:
     image = read_ct(spec.image)
-    labels = labels_from_masks(spec.labels) if isinstance(spec.labels, dict) else read_label_map(spec.labels)
+    labels = labels_from_masks(spec.labels) if isinstance(spec.labels, dict) else read_label_map(spec.labels, allow_ignore=True)
     labels = on_reference_grid(labels, image)
     image_c, labels_c = to_canonical(image), to_canonical(labels)
     hu = sitk.GetArrayFromImage(image_c)

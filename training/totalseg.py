@@ -46,7 +46,31 @@ PSOAS_AND_BACK = {86: "autochthon_left", 87: "autochthon_right", 88: "iliopsoas_
 SM_START = 82   # example_ct_sm is example_ct[z=82:112]; its held-out slab 0..9 is z 82..91
 
 
-def prepare_full(source: Path, out: Path, slices: str = "40:80", model_dir: str | None = None) -> list[str]:
+def ignore_wall_band(labels, hu, organs, drawn_muscles, px: int):
+    """Mark IGNORE where the labelling model may have missed wall muscle: background pixels of muscle
+    density within `px` pixels (in-plane) of the model's own muscle (not the muscles drawn in from
+    TotalSegmentator), outside every TotalSegmentator organ. The first models left the innermost wall
+    layer out; labels that call it background would teach the next model to leave it out too."""
+    import numpy as np
+    from scipy import ndimage
+
+    from AdiposeSegLib.tissues import BACKGROUND, MUSCLE, HUWindows
+
+    from .losses import IGNORE
+
+    windows = HUWindows()
+    wall = (labels == MUSCLE) & ~drawn_muscles
+    near = ndimage.binary_dilation(wall, structure=np.array([[[0, 0, 0], [0, 1, 0], [0, 0, 0]],
+                                                              [[0, 1, 0], [1, 1, 1], [0, 1, 0]],
+                                                              [[0, 0, 0], [0, 1, 0], [0, 0, 0]]], bool), iterations=px)
+    band = near & (labels == BACKGROUND) & (hu >= windows.muscle[0]) & (hu <= windows.muscle[1]) & ~organs
+    out = labels.copy()
+    out[band] = IGNORE
+    return out
+
+
+def prepare_full(source: Path, out: Path, slices: str = "40:80", model_dir: str | None = None,
+                 wall_ignore_px: int = 0) -> list[str]:
     """Semi-automatic labels for the lumbar slices of the full example CT (L5..L2), which have no
     tissue masks: the model's own gated output, with TotalSegmentator's iliopsoas and erector spinae
     (autochthon) masks drawn in as Muscle (muscle-range voxels) and IMAT (fat-range voxels). These are
@@ -60,7 +84,8 @@ def prepare_full(source: Path, out: Path, slices: str = "40:80", model_dir: str 
     if not 0 <= a < b <= SM_START - 2:
         raise ValueError(f"slices {slices}: must lie in 0..{SM_START - 2} (2 slices clear of the held-out slab at {SM_START})")
     ct = sitk.Cast(sitk.ReadImage(str(source / FULL_CT))[:, :, a:b], sitk.sitkInt16)
-    result = segment_image(ct, load_model(model_dir), SegmentOptions(device="cpu", find_levels=False))
+    # (the labels of model 0.2.0 were made without the visceral-fat claim, which came later)
+    result = segment_image(ct, load_model(model_dir), SegmentOptions(device="cpu", find_levels=False, claim_visceral_fat=False))
     labels = sitk.GetArrayFromImage(result.labels)
     hu = sitk.GetArrayViewFromImage(ct)
     organs = sitk.GetArrayFromImage(sitk.ReadImage(str(source / ORGANS)))[a:b]
@@ -68,6 +93,8 @@ def prepare_full(source: Path, out: Path, slices: str = "40:80", model_dir: str 
     windows = HUWindows()
     labels[muscles & (hu >= windows.muscle[0]) & (hu <= windows.muscle[1])] = MUSCLE
     labels[muscles & (hu >= windows.fat[0]) & (hu <= windows.fat[1])] = IMAT
+    if wall_ignore_px:
+        labels = ignore_wall_band(labels, hu, (organs > 0) & ~muscles, muscles, wall_ignore_px)
     image = sitk.GetImageFromArray(labels)
     image.CopyInformation(ct)
     name = f"ts_example_full_z{a:02d}-{b:02d}"
@@ -76,4 +103,5 @@ def prepare_full(source: Path, out: Path, slices: str = "40:80", model_dir: str 
     sitk.WriteImage(image, str(out / "train" / f"{name}_labels.nii.gz"))
     model = result.model_info
     return [f"train: {name} (slices {a}..{b - 1} of {FULL_CT}; labels: {model['name']} {model['version']} gated output "
-            f"+ TotalSegmentator's {', '.join(PSOAS_AND_BACK.values())} as Muscle/IMAT)"]
+            f"+ TotalSegmentator's {', '.join(PSOAS_AND_BACK.values())} as Muscle/IMAT"
+            + (f"; muscle-density background within {wall_ignore_px} px of the wall ignored)" if wall_ignore_px else ")")]

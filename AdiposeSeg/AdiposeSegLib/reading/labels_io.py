@@ -77,9 +77,13 @@ def read_segmentation_labels(path: str | os.PathLike, name_map: dict[str, int] |
     return result
 
 
-def read_label_map(path: str | os.PathLike, refuse_binary: bool = False) -> sitk.Image:
-    """A label map with AdiposeSeg ids; any value outside 0..4 is an error. With `refuse_binary`,
-    a map of only 0 and 1 is refused too: a binary mask of some tissue would otherwise count as SAT."""
+IGNORE_LABEL = 255   # in a training label map: "not sure", teaches nothing (training/losses.py)
+
+
+def read_label_map(path: str | os.PathLike, refuse_binary: bool = False, allow_ignore: bool = False) -> sitk.Image:
+    """A label map with AdiposeSeg ids; any value outside 0..4 is an error (`allow_ignore`: 255 too,
+    for training labels). With `refuse_binary`, a map of only 0 and 1 is refused too: a binary mask
+    of some tissue would otherwise count as SAT."""
     path = str(path)
     if is_segmentation_file(path):
         return read_segmentation_labels(path)
@@ -94,7 +98,7 @@ def read_label_map(path: str | os.PathLike, refuse_binary: bool = False) -> sitk
         raise InputReadError(f"{path}: a {image.GetDimension()}D image of size {image.GetSize()}; a label map is 3D (or one 2D slice)")
     array = sitk.GetArrayViewFromImage(image)
     values = np.unique(array)
-    bad = [v for v in values if v not in (0, *LABELS)]
+    bad = [v for v in values if v not in (0, *LABELS) and not (allow_ignore and v == IGNORE_LABEL)]
     if bad:
         raise InputReadError(f"{path}: label values {bad[:8]} are not AdiposeSeg labels (0 bg, 1 SAT, 2 VAT, 3 Muscle, 4 IMAT)")
     if refuse_binary and set(int(v) for v in values) <= {0, 1}:
