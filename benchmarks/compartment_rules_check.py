@@ -30,13 +30,11 @@ sys.path.insert(0, str(ROOT / "AdiposeSeg"))
 from AdiposeSegLib.model.model_card import load_model  # noqa: E402
 from AdiposeSegLib.reading.orientation import to_canonical  # noqa: E402
 from AdiposeSegLib.running.pipeline import segment_image  # noqa: E402
-from AdiposeSegLib.measuring.postprocess import CLAIM_GAS_GAP_PX, CLAIM_GAS_HU, CLAIM_MAX_PATCH_MM2  # noqa: E402
+from AdiposeSegLib.measuring.postprocess import CLAIM_GAS_GAP_PX, CLAIM_GAS_HU, CLAIM_MAX_PATCH_MM2, IN_PLANE  # noqa: E402
 from AdiposeSegLib.tissues import IMAT, MUSCLE, VAT, SegmentOptions  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "real-ct" / "totalsegmentator-example"
 HELD_OUT = (0, 10)
-IN_PLANE = np.zeros((3, 3, 3), bool)
-IN_PLANE[1] = ndimage.generate_binary_structure(2, 1)
 
 
 def dice(a, b) -> float:

@@ -51,19 +51,16 @@ def ignore_wall_band(labels, hu, organs, drawn_muscles, px: int):
     density within `px` pixels (in-plane) of the model's own muscle (not the muscles drawn in from
     TotalSegmentator), outside every TotalSegmentator organ. The first models left the innermost wall
     layer out; labels that call it background would teach the next model to leave it out too."""
-    import numpy as np
     from scipy import ndimage
 
+    from AdiposeSegLib.measuring.postprocess import IN_PLANE
     from AdiposeSegLib.tissues import BACKGROUND, MUSCLE, HUWindows
 
     from .losses import IGNORE
 
-    windows = HUWindows()
     wall = (labels == MUSCLE) & ~drawn_muscles
-    near = ndimage.binary_dilation(wall, structure=np.array([[[0, 0, 0], [0, 1, 0], [0, 0, 0]],
-                                                              [[0, 1, 0], [1, 1, 1], [0, 1, 0]],
-                                                              [[0, 0, 0], [0, 1, 0], [0, 0, 0]]], bool), iterations=px)
-    band = near & (labels == BACKGROUND) & (hu >= windows.muscle[0]) & (hu <= windows.muscle[1]) & ~organs
+    near = ndimage.binary_dilation(wall, structure=IN_PLANE, iterations=px)
+    band = near & (labels == BACKGROUND) & HUWindows().is_muscle(hu) & ~organs
     out = labels.copy()
     out[band] = IGNORE
     return out
@@ -91,8 +88,8 @@ def prepare_full(source: Path, out: Path, slices: str = "40:80", model_dir: str 
     organs = sitk.GetArrayFromImage(sitk.ReadImage(str(source / ORGANS)))[a:b]
     muscles = np.isin(organs, list(PSOAS_AND_BACK))
     windows = HUWindows()
-    labels[muscles & (hu >= windows.muscle[0]) & (hu <= windows.muscle[1])] = MUSCLE
-    labels[muscles & (hu >= windows.fat[0]) & (hu <= windows.fat[1])] = IMAT
+    labels[muscles & windows.is_muscle(hu)] = MUSCLE
+    labels[muscles & windows.is_fat(hu)] = IMAT
     if wall_ignore_px:
         labels = ignore_wall_band(labels, hu, (organs > 0) & ~muscles, muscles, wall_ignore_px)
     image = sitk.GetImageFromArray(labels)

@@ -66,6 +66,14 @@ class HUWindows:
                 raise ValueError(f"HU window for {name} must have low < high, got {lo}..{hi}")
             setattr(self, name, (float(lo), float(hi)))
 
+    def is_fat(self, hu):
+        """Which voxels lie in the fat window (ends included)."""
+        return (hu >= self.fat[0]) & (hu <= self.fat[1])
+
+    def is_muscle(self, hu):
+        """Which voxels lie in the muscle window (ends included)."""
+        return (hu >= self.muscle[0]) & (hu <= self.muscle[1])
+
     def as_dict(self) -> dict:
         return asdict(self)
 

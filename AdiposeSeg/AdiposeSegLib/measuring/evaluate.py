@@ -19,8 +19,7 @@ def gate_labels(labels: np.ndarray, hu: np.ndarray, windows: HUWindows) -> np.nd
     """A reference label map held to the project's definitions: SAT and VAT only on fat-range voxels,
     Muscle only on muscle-range voxels; fat-range voxels inside a muscle mask are IMAT (fat within
     the muscle), anything else outside the windows is background."""
-    fat = (hu >= windows.fat[0]) & (hu <= windows.fat[1])
-    muscle = (hu >= windows.muscle[0]) & (hu <= windows.muscle[1])
+    fat, muscle = windows.is_fat(hu), windows.is_muscle(hu)
     out = np.zeros_like(labels)
     for label in (SAT, VAT, IMAT):
         out[(labels == label) & fat] = label
