@@ -221,3 +221,34 @@ def test_wall_band_is_ignored_next_to_the_models_own_wall_muscle_only():
     assert (out[0, 4, 0:3] == 0).all() and (out[0, 4:6, 10:] == 0).all()   # fat, organ: still background
     assert (out[0, 6, :] == 0).all() and (out[0, 0:2, :] == 255).all()      # 3 px away: kept; 2 px above: ignored
     assert (out[0, 13:15, 5:10] == 0).all()                      # nothing ignored around the drawn-in muscle
+
+
+def test_fatty_muscle_lowers_muscle_density_only_and_relabels_its_fat_as_imat():
+    from training.augment import fatty_muscle
+    from AdiposeSegLib.tissues import IMAT, MUSCLE, SAT
+
+    window, per_hu = (-300.0, 400.0), 2.0 / 700.0
+    to_x = lambda hu: (hu - window[0]) * per_hu - 1  # noqa: E731
+    y = torch.zeros(4, 32, 32, dtype=torch.long)
+    y[:, 8:24, 8:24] = MUSCLE
+    y[:, :4] = SAT
+    y[:, 30:] = 255                     # not sure: left alone
+    x = torch.full((4, 1, 32, 32), to_x(40.0))
+    x[:, 0, :4] = to_x(-100.0)
+    gen = torch.Generator().manual_seed(3)
+    x2, y2 = fatty_muscle(x, y, gen, probability=1.0, hu_window=window, max_drop_hu=30.0, max_marbling=0.1)
+    hu2 = (x2[:, 0] + 1) / per_hu + window[0]
+    muscle = y == MUSCLE
+    before = torch.where(y == SAT, -100.0, 40.0)
+    assert torch.allclose(hu2[~muscle], before[~muscle], atol=1e-3)
+    assert torch.equal(y2[~muscle], y[~muscle])
+    still = y2 == MUSCLE
+    drops = [40.0 - float(hu2[i][still[i]].max()) for i in range(4)]
+    assert all(0.0 <= d <= 30.0 for d in drops) and max(drops) > 5.0
+    for i in range(4):                  # one drop per slice: the muscle that stays muscle is uniform
+        assert float(hu2[i][still[i]].max() - hu2[i][still[i]].min()) < 1e-3
+    marbled = y2 == IMAT
+    assert marbled.any() and bool(((hu2[marbled] >= -190) & (hu2[marbled] <= -30)).all())
+    assert set(y2[muscle].unique().tolist()) <= {MUSCLE, IMAT}
+    x3, y3 = fatty_muscle(x, y, gen, probability=0.0, hu_window=window)
+    assert x3 is x and y3 is y

@@ -17,6 +17,7 @@ def _train(args) -> int:
         grid_pixels=args.grid_pixels, crop=args.crop, epochs=args.epochs, steps_per_epoch=args.steps,
         batch_size=args.batch_size, lr=args.lr, phantoms=args.phantoms, val_phantoms=args.val_phantoms,
         val_fraction=args.val_fraction, real_weight=args.real_weight, empty_fraction=args.empty_fraction,
+        fatty_muscle=args.fatty_muscle,
         patience=args.patience, seed=args.seed, init_model=args.init_model, device=args.device,
         workers_threads=args.threads, name=args.name, version=args.version, quiet=args.quiet,
         command="python -m training " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
@@ -101,6 +102,8 @@ def main(argv=None) -> int:
     t.add_argument("--val-fraction", type=float, default=0.2)
     t.add_argument("--real-weight", type=float, default=4.0)
     t.add_argument("--empty-fraction", type=float, default=0.1)
+    t.add_argument("--fatty-muscle", type=float, default=0.0, metavar="P",
+                   help="share of training slices whose muscle is made fatty (less dense, marbled with fat)")
     t.add_argument("--patience", type=int, default=8)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--init-model", help="fine-tune from this model directory")

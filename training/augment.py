@@ -1,4 +1,5 @@
-"""Batch augmentation on model-grid tensors: left-right flip, rotation, scale, shift, intensity, noise.
+"""Batch augmentation on model-grid tensors: left-right flip, rotation, scale, shift, intensity, noise,
+and fatty muscle.
 
 Only left-right flips: inputs are put in canonical LPS orientation before the network, so
 anterior stays up; rotations cover patients lying a little askew.
@@ -9,6 +10,8 @@ import math
 
 import torch
 import torch.nn.functional as F
+
+from AdiposeSegLib.tissues import IMAT, MUSCLE, HUWindows
 
 
 def augment(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator, max_rotation_deg: float = 12.0,
@@ -36,4 +39,31 @@ def augment(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator, max_ro
     sigma = uniform(0, max_noise_hu)[:, None, None, None] * per_hu
     noise = torch.randn(x.shape, generator=generator) * sigma
     x = ((x + 1) * gain - 1 + shift + noise).clamp(-1.0, 1.0)
+    return x, y
+
+
+def fatty_muscle(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator, probability: float,
+                 hu_window: tuple[float, float], max_drop_hu: float = 30.0, max_marbling: float = 0.06,
+                 windows: HUWindows = HUWindows()) -> tuple[torch.Tensor, torch.Tensor]:
+    """Myosteatosis on any labelled slice: the muscle of a chosen slice loses up to `max_drop_hu` of
+    density and up to `max_marbling` of its pixels turn to fat. The real training slices come from
+    one patient with dense muscle; older patients' fatty muscle is where the model loses muscle to
+    SAT. Labels follow the definitions: muscle pixels pushed into the fat range become IMAT.
+    """
+    if probability <= 0:
+        return x, y
+    n = x.shape[0]
+    lo, hi = hu_window
+    per_hu = 2.0 / (hi - lo)
+    chosen = (torch.rand(n, generator=generator) < probability).float()
+    drop = torch.rand(n, generator=generator) * max_drop_hu * chosen
+    marbling = torch.rand(n, generator=generator) * max_marbling * chosen
+    muscle = y == MUSCLE
+    hu = (x[:, 0] + 1) / per_hu + lo - drop[:, None, None] * muscle
+    marbled = muscle & (torch.rand(y.shape, generator=generator) < marbling[:, None, None])
+    fat_hu = -120.0 + 70.0 * torch.rand(y.shape, generator=generator)
+    hu = torch.where(marbled, fat_hu, hu)
+    now_fat = muscle & (hu >= windows.fat[0]) & (hu <= windows.fat[1])
+    y = torch.where(now_fat, torch.full_like(y, IMAT), y)
+    x = ((hu - lo) * per_hu - 1).clamp(-1.0, 1.0)[:, None]
     return x, y

@@ -25,7 +25,7 @@ from AdiposeSegLib.running.pipeline import segment_image
 from AdiposeSegLib.running.progress import RunControl
 from AdiposeSegLib.tissues import LABELS, NAMES, SegmentOptions
 
-from .augment import augment
+from .augment import augment, fatty_muscle
 from .dataset import (Case, GridSlices, concat, crop_or_pad, epoch_indices, load_case, read_dataset, split_cases,
                       to_grid_slices)
 from .losses import dice_ce_loss
@@ -55,6 +55,7 @@ class TrainConfig:
     val_fraction: float = 0.2       # of the data cases, by case
     real_weight: float = 4.0        # sampling weight of a real slice relative to a phantom slice
     empty_fraction: float = 0.1
+    fatty_muscle: float = 0.0       # share of training slices given fatty muscle (augment.fatty_muscle)
     patience: int = 8
     seed: int = 0
     init_model: str | None = None   # fine-tune from this model directory
@@ -217,6 +218,7 @@ def train(cfg: TrainConfig) -> dict:
             pairs = [crop_or_pad(slices.x[i], slices.y[i], cfg.crop, crop_rng) for i in idx[step]]
             x = torch.stack([p[0] for p in pairs])
             y = torch.stack([p[1] for p in pairs])
+            x, y = fatty_muscle(x, y, gen, cfg.fatty_muscle, cfg.hu_window)
             x, y = augment(x, y, gen)
             x, y = x.to(device), y.to(device)
             with torch.autocast("cuda", dtype=torch.float16, enabled=device.startswith("cuda")):
