@@ -88,7 +88,7 @@ def test_changed_options_model_or_input_are_computed_again(example_ct_sm, tiny_m
     assert all("already done" in r["message"] for r in _rows(out / "summary.csv").values())
     assert _batch(scans, out, tiny_model_dir, "--fat-window=-150,-50", "--no-imat") == 0
     after = _rows(out / "summary.csv")
-    assert all("options changed" in r["message"] for r in after.values())
+    assert all("options or labelling rules changed" in r["message"] for r in after.values())
     fat = sum(float(before["a"][f"{t}_volume_cm3"]) for t in ("SAT", "VAT", "IMAT"))
     assert 0 < sum(float(after["a"][f"{t}_volume_cm3"]) for t in ("SAT", "VAT", "IMAT")) < fat  # a narrower fat window
     summary = json.loads((out / "a" / "a_summary.json").read_text())
@@ -98,6 +98,25 @@ def test_changed_options_model_or_input_are_computed_again(example_ct_sm, tiny_m
     assert _batch(scans, out, tiny_model_dir, "--fat-window=-150,-50", "--no-imat") == 0
     rows = _rows(out / "summary.csv")
     assert "input changed" in rows["a"]["message"] and "already done" in rows["b"]["message"]
+
+
+def test_a_result_made_under_other_labelling_rules_is_computed_again(example_ct_sm, tiny_model_dir, tmp_path):
+    from AdiposeSegLib.measuring.postprocess import LABEL_RULES
+
+    scans = tmp_path / "scans"
+    _slab(example_ct_sm, 12, scans / "a.nii.gz")
+    out = tmp_path / "out"
+    assert _batch(scans, out, tiny_model_dir) == 0
+    assert _rows(out / "summary.csv")["a"]["label_rules"] == str(LABEL_RULES)
+    stored = out / "a" / "a_summary.json"
+    summary = json.loads(stored.read_text())
+    summary["run"]["label_rules"] = LABEL_RULES - 1          # as an earlier version of the rules wrote it
+    summary["totals"]["IMAT_volume_cm3"] = 0.0
+    stored.write_text(json.dumps(summary))
+    assert _batch(scans, out, tiny_model_dir) == 0
+    row = _rows(out / "summary.csv")["a"]
+    assert "labelling rules changed" in row["message"] and row["label_rules"] == str(LABEL_RULES)
+    assert json.loads(stored.read_text())["run"]["label_rules"] == LABEL_RULES
 
 
 def test_a_failed_rerun_keeps_the_complete_earlier_set_and_reports_the_failure(example_ct_sm, tiny_model_dir, tmp_path):

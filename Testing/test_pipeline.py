@@ -8,7 +8,7 @@ from AdiposeSegLib.reading.image_io import read_ct
 from AdiposeSegLib.reading.orientation import to_canonical
 from AdiposeSegLib.running.pipeline import segment_image, statistics_for_labels
 from AdiposeSegLib.running.progress import RunControl
-from AdiposeSegLib.tissues import LABELS, NAMES, SegmentOptions
+from AdiposeSegLib.tissues import IMAT, LABELS, MUSCLE, NAMES, SegmentOptions
 
 
 def _same_geometry(a, b):
@@ -137,3 +137,26 @@ def test_result_arrays_outlive_the_result(example_ct_sm, tiny_model):
     assert labels.max() <= max(LABELS) and not labels.flags.writeable
     np.testing.assert_array_equal(hu, sitk.GetArrayFromImage(to_canonical(image)))
     del junk
+
+
+def test_single_fat_pixels_inside_muscle_are_counted_as_imat(example_ct_sm, default_model):
+    """Fat marbling of one pixel inside real muscle is IMAT in the labels and the statistics."""
+    from scipy import ndimage
+
+    image = sitk.ReadImage(str(example_ct_sm))
+    options = SegmentOptions(device="cpu", slices=(14, 16), find_levels=False)
+    before = segment_image(image, default_model, options)
+    z = 14
+    inner = ndimage.binary_erosion(before.canonical_labels[z] == MUSCLE, iterations=2)
+    rows, cols = np.nonzero(inner)
+    pick = np.arange(0, rows.size, max(1, rows.size // 12))[:12]
+    canonical = to_canonical(image)
+    hu = sitk.GetArrayFromImage(canonical)
+    hu[z, rows[pick], cols[pick]] = -100
+    marbled = sitk.GetImageFromArray(hu)
+    marbled.CopyInformation(canonical)
+    after = segment_image(marbled, default_model, options)
+    assert (after.canonical_labels[z, rows[pick], cols[pick]] == IMAT).all()
+    voxel_cm3 = float(np.prod(canonical.GetSpacing())) / 1000
+    gained = after.statistics.totals["IMAT_volume_cm3"] - before.statistics.totals["IMAT_volume_cm3"]
+    assert gained == pytest.approx(len(pick) * voxel_cm3, rel=0.35)

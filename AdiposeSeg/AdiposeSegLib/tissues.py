@@ -83,7 +83,7 @@ class SegmentOptions:
     """Everything a run can be told besides the input and the model."""
 
     windows: HUWindows = field(default_factory=HUWindows)
-    min_island_mm2: float = 10.0   # per-slice components smaller than this are removed
+    min_island_mm2: float = 10.0   # per-slice SAT / VAT / muscle components smaller than this are removed (never IMAT)
     include_imat: bool = True
     slices: tuple[int, int] | None = None  # canonical axial slice range [start, stop)
     batch_size: int = 8

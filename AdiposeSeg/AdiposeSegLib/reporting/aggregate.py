@@ -16,7 +16,7 @@ from .safe_write import write_text
 from ..tissues import LABELS, NAMES
 
 SUMMARY_COLUMNS = (["case_id", "status", "source", "series_uid", "input_sha256", "model", "model_weights_sha256",
-                    "options", "message", "slices"]
+                    "options", "label_rules", "message", "slices"]
                    + [f"{NAMES[k]}_volume_cm3" for k in LABELS] + [f"{NAMES[k]}_mean_HU" for k in LABELS]
                    + ["VAT_SAT_ratio", "L3_slice", "L3_source", "L3_confidence", "L3_SMA_cm2", "L3_SMD_HU", "L3_IMAT_cm2", "L3_SAT_cm2", "L3_VAT_cm2",
                       "L3_SMI_cm2_m2", "sarcopenia", "myosteatosis", "visceral_obesity", "quality_flags", "seconds"])
@@ -38,6 +38,7 @@ def row_for(record: dict) -> dict:
            "model": " ".join(v for v in (model.get("name", ""), model.get("version", "")) if v),
            "model_weights_sha256": model.get("weights_sha256", ""),
            "options": json.dumps(run.get("options"), sort_keys=True, separators=(",", ":")) if run.get("options") else "",
+           "label_rules": run.get("label_rules", ""),
            "message": record.get("message", "")}
     if record.get("status") == "done" and record.get("totals"):
         row["slices"] = "{}-{}".format(*record.get("slices_processed", ["", ""]))

@@ -97,7 +97,7 @@ def process_case(path: str, case_id: str, out_root: Path, model: LoadedModel, op
         if skip_done and _same_result(previous, identity, key, patient):
             return CaseOutcome(case_id, "skipped", path, "already done with this input, model and options", previous)
         changed = ("the input changed" if (previous.get("input") or {}).get("fingerprint") != identity["fingerprint"]
-                   else "the model or options changed" if previous.get("run") != key else "the patient data or L3 changed")
+                   else "the model, options or labelling rules changed" if previous.get("run") != key else "the patient data or L3 changed")
         note = "computed again: " + changed
     try:
         info: dict = {}

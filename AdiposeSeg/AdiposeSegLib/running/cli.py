@@ -48,7 +48,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=_positive_int, default=8, help="slices per network batch (default 8)")
     p.add_argument("--fat-window", type=_window, default=(-190.0, -30.0), metavar="LO,HI", help="fat HU window, written --fat-window=-190,-30 (the default)")
     p.add_argument("--muscle-window", type=_window, default=(-29.0, 150.0), metavar="LO,HI", help="muscle HU window, written --muscle-window=-29,150 (the default)")
-    p.add_argument("--min-island-mm2", type=float, default=10.0, help="remove in-slice islands smaller than this (default 10)")
+    p.add_argument("--min-island-mm2", type=float, default=10.0, help="remove in-slice islands of SAT, VAT and muscle smaller than this (default 10; IMAT is never removed)")
     p.add_argument("--no-imat", action="store_true", help="do not label intermuscular fat separately")
     p.add_argument("--no-claim-visceral-fat", action="store_true",
                    help="leave fat-range pixels the network did not label unlabelled (by default, patches of them up to 2 cm2 "

@@ -61,13 +61,16 @@ def model_fingerprint(model) -> str:
 
 
 def run_key(model, options: SegmentOptions) -> dict:
-    """What decides a result's numbers besides the input. Batch size and the device choice are
-    left out: they change speed, not labels (the resolved device is recorded in each summary)."""
+    """What decides a result's numbers besides the input: model, options and the labelling rules'
+    version. Batch size and the device choice are left out: they change speed, not labels (the
+    resolved device is recorded in each summary)."""
+    from ..measuring.postprocess import LABEL_RULES
+
     opts = options_to_dict(options)
     for key in ("batch_size", "device"):
         opts.pop(key)
     return {"model": {"name": model.card.name, "version": model.card.version, "weights_sha256": model_fingerprint(model)},
-            "options": opts}
+            "options": opts, "label_rules": LABEL_RULES}
 
 
 def safe_name(text: str) -> str:
