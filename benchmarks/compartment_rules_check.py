@@ -14,10 +14,11 @@ TotalSegmentator's tissue masks:
 each also against TotalSegmentator's muscle held to -29..150 HU (as the model's is), and VAT+IMAT also
 against torso fat plus the fat-range voxels of TotalSegmentator's muscle (IMAT by the definitions).
 
-    .venv/bin/python benchmarks/compartment_rules_check.py
+    .venv/bin/python benchmarks/compartment_rules_check.py [--model DIR]
 """
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -50,7 +51,12 @@ def grow(seed, allowed, steps):
 
 
 def main() -> int:
-    result = segment_image(sitk.ReadImage(str(DATA / "example_ct_sm.nii.gz")), load_model(),   # the network's labels alone
+    parser = argparse.ArgumentParser(description="Compartment and muscle rules on the held-out real slab")
+    parser.add_argument("--model", help="model directory (default: the bundled model)")
+    args = parser.parse_args()
+    model = load_model(args.model) if args.model else load_model()
+    print(f"model {model.card.name} {model.card.version}")
+    result = segment_image(sitk.ReadImage(str(DATA / "example_ct_sm.nii.gz")), model,   # the network's labels alone
                            SegmentOptions(device="cpu", slices=HELD_OUT, find_levels=False, claim_visceral_fat=False))
     lo, hi = HELD_OUT
     ours, hu = result.canonical_labels[lo:hi], result.canonical_hu[lo:hi].astype(float)
@@ -104,7 +110,7 @@ def main() -> int:
             print(f"  patch joins the compartment it touches most, {gap} px from < {air_hu} HU, patches "
                   f"{'any size' if max_mm2 is None else f'<= {max_mm2} mm2'}: VAT+IMAT {scored(vat_imat_t, ref_fat)} "
                   f"({100 * (vat_imat_t.sum() / ref_fat.sum() - 1):+.1f}%), SAT {scored(touched == 1, ref == 1)}")
-    built = segment_image(sitk.ReadImage(str(DATA / "example_ct_sm.nii.gz")), load_model(),   # the default pipeline
+    built = segment_image(sitk.ReadImage(str(DATA / "example_ct_sm.nii.gz")), model,   # the default pipeline
                           SegmentOptions(device="cpu", slices=HELD_OUT, find_levels=False)).canonical_labels[lo:hi]
     vat_imat_b = np.isin(built, [2, 4])
     print(f"  the pipeline's rule (claim_visceral_fat: patches touching VAT and not SAT, {CLAIM_GAS_GAP_PX} px from "
