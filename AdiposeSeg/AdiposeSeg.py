@@ -79,6 +79,7 @@ class AdiposeSegParameterNode:
     minIslandMm2: Annotated[float, WithinRange(0, 1000)] = 10.0
     includeImat: bool = True
     claimVisceralFat: bool = True
+    includeArms: bool = False
     sliceStart: Annotated[int, WithinRange(0, 10000)] = 0
     sliceStop: Annotated[int, WithinRange(0, 10000)] = 0
     l3Slice: Annotated[int, WithinRange(-1, 10000)] = -1
@@ -239,7 +240,8 @@ class AdiposeSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             from AdiposeSegLib.scene import EditedSegmentationError
 
             options = self.logic.options(p.fatMin, p.fatMax, p.muscleMin, p.muscleMax, p.minIslandMm2, p.includeImat,
-                                         self._sliceRange(), self.ui.deviceComboBox.currentText, p.claimVisceralFat)
+                                         self._sliceRange(), self.ui.deviceComboBox.currentText, p.claimVisceralFat,
+                                         p.includeArms)
             scene = self.logic.sceneLogic(self.ui.modelComboBox.currentData)
             # the volume's own results, never the parameter node's outputs of a previously selected volume
             args = dict(options=options, waitForCompletion=False, l3Slice=p.l3Slice if p.l3Slice >= 0 else None)
@@ -452,12 +454,12 @@ class AdiposeSegLogic(ScriptedLoadableModuleLogic):
 
     # -- the engine, through SceneLogic
     def options(self, fatMin=-190.0, fatMax=-30.0, muscleMin=-29.0, muscleMax=150.0, minIslandMm2=10.0,
-                includeImat=True, slices=None, device="auto", claimVisceralFat=True):
+                includeImat=True, slices=None, device="auto", claimVisceralFat=True, includeArms=False):
         from AdiposeSegLib.tissues import HUWindows, SegmentOptions
 
         return SegmentOptions(windows=HUWindows(fat=(fatMin, fatMax), muscle=(muscleMin, muscleMax)),
                               min_island_mm2=minIslandMm2, include_imat=includeImat, slices=slices, device=device,
-                              claim_visceral_fat=claimVisceralFat)
+                              claim_visceral_fat=claimVisceralFat, include_arms=includeArms)
 
     def sceneLogic(self, modelDir: str | None = None):
         from AdiposeSegLib.scene import SceneLogic

@@ -116,6 +116,13 @@ def _round_two(a: Anatomy) -> dict:
     }
 
 
+def _arm_gap_mm(a: Anatomy) -> float:
+    """Air between each arm and the flank (round three, its own stream): 0 is an arm pressed against
+    the trunk, which only the network can tell apart (measuring/trunk.py sees arms lying apart)."""
+    r = np.random.default_rng([a.seed, 3])
+    return 0.0 if r.uniform() < 0.4 else r.uniform(3.0, 16.0)
+
+
 def _outline_radius(theta: np.ndarray, a: Anatomy, scale_x: float, scale_y: float) -> np.ndarray:
     """Radius of a superellipse with a slightly wobbly outline, flattened at the back."""
     p = a.squareness
@@ -265,14 +272,14 @@ def render_slice(a: Anatomy, rows: int, cols: int, spacing: float, z: float = 0.
                 cx, cy = r * t[0], r * t[1]
                 rib = cv.ellipse(cx, cy, 6, 4, np.arctan2(t[1], t[0])) & body
                 cv.paint(rib, rng.uniform(300, 700), BG)
-    if a.arms:
+    if a.arms:   # fat and muscle by HU, but not measured: body composition is the trunk's (measuring/trunk.py)
+        gap = _arm_gap_mm(a)
+        outside = cv.hu < -500            # an arm pressed against the flank does not cover it
         for side in (-1, 1):
-            ax = side * (hw + 55)
-            arm = cv.ellipse(ax, -10, 42, 48)
-            cv.paint(arm, 30.0, BG)
-            cv.paint(cv.ellipse(ax, -10, 40, 46), a.fat_hu, SAT)
-            cv.paint(cv.ellipse(ax, -10, 30, 36), muscle_hu, MUSCLE)
-            cv.paint(cv.ellipse(ax, -10, 9, 9), 700.0, BG)
+            flank = side * cv.x[(cv.labels > 0) & (np.abs(cv.y + 10) < 20)]   # the trunk's edge on this side
+            ax = side * ((flank.max() if flank.size else hw) + 42 + gap)
+            for (rx, ry), hu_value in (((42, 48), 30.0), ((40, 46), a.fat_hu), ((30, 36), muscle_hu), ((9, 9), 700.0)):
+                cv.paint(cv.ellipse(ax, -10, rx, ry) & outside, hu_value, BG)
 
     hu = cv.hu
     if a.blur_mm > 0:

@@ -90,6 +90,7 @@ class SegmentOptions:
     device: str = "auto"
     find_levels: bool = True   # vertebral levels (T12..L5) from the bone; L3 indices at the level found
     claim_visceral_fat: bool = True   # unlabelled fat-range patches touching VAT (not SAT), clear of gas: VAT
+    include_arms: bool = False   # False: arms lying apart beside the trunk are not measured (measuring/trunk.py)
 
 
 def options_to_dict(options: SegmentOptions) -> dict:
@@ -98,7 +99,7 @@ def options_to_dict(options: SegmentOptions) -> dict:
             "min_island_mm2": float(options.min_island_mm2), "include_imat": bool(options.include_imat),
             "slices": list(options.slices) if options.slices is not None else None,
             "batch_size": int(options.batch_size), "device": options.device, "find_levels": bool(options.find_levels),
-            "claim_visceral_fat": bool(options.claim_visceral_fat)}
+            "claim_visceral_fat": bool(options.claim_visceral_fat), "include_arms": bool(options.include_arms)}
 
 
 def options_from_dict(d: dict) -> SegmentOptions:
@@ -106,4 +107,5 @@ def options_from_dict(d: dict) -> SegmentOptions:
                           min_island_mm2=float(d["min_island_mm2"]), include_imat=bool(d["include_imat"]),
                           slices=tuple(d["slices"]) if d.get("slices") is not None else None,
                           batch_size=int(d["batch_size"]), device=d["device"], find_levels=bool(d.get("find_levels", True)),
-                          claim_visceral_fat=bool(d.get("claim_visceral_fat", False)))   # (absent: a run from before the rule)
+                          claim_visceral_fat=bool(d.get("claim_visceral_fat", False)),   # (absent: a run from before the rule)
+                          include_arms=bool(d.get("include_arms", True)))

@@ -29,7 +29,8 @@ def island_pixels(pixel_area_mm2: float, min_area_mm2: float) -> int:
 # Which version of the labelling rules (gate, islands, claim) made a result. Raise it with every change
 # that gives other labels for the same model, options and scan: a batch re-uses an earlier result only
 # under the same rules, and the cohort table shows them. 2: IMAT is never removed as an island.
-LABEL_RULES = 2
+# 3: arms lying apart beside the trunk are not measured (trunk.clear_arms; the include_arms option).
+LABEL_RULES = 3
 
 
 def gate(classes: np.ndarray, hu: np.ndarray, windows: HUWindows, include_imat: bool = True) -> np.ndarray:

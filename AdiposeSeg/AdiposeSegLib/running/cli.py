@@ -53,6 +53,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-claim-visceral-fat", action="store_true",
                    help="leave fat-range pixels the network did not label unlabelled (by default, patches of them up to 2 cm2 "
                         "next to VAT, clear of gas and air and not touching SAT, are VAT)")
+    p.add_argument("--include-arms", action="store_true",
+                   help="measure arms too (by default an arm lying apart beside the trunk, with air between, is not "
+                        "measured: the clinical muscle and fat areas are the trunk's)")
     p.add_argument("--labelmap", choices=("nrrd", "nii.gz", "nii", "mha"), help="also write a plain label map in this format")
     p.add_argument("--dicom-seg", action=argparse.BooleanOptionalAction, default=None,
                    help="write a DICOM SEG referencing the source CT (default: on for DICOM input)")
@@ -66,6 +69,7 @@ def _options(args) -> SegmentOptions:
         min_island_mm2=args.min_island_mm2, include_imat=not args.no_imat,
         slices=getattr(args, "slices", None), batch_size=args.batch_size, device=args.device,
         find_levels=not args.no_levels, claim_visceral_fat=not args.no_claim_visceral_fat,
+        include_arms=args.include_arms,
     )
 
 

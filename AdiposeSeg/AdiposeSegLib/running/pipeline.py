@@ -17,6 +17,7 @@ from ..model.model_card import LoadedModel
 from ..reading.orientation import from_canonical, input_axial_index, to_canonical
 from ..measuring.level_measures import auto_l3_slice, l1_l5_volumes, level_entries, slice_names
 from ..measuring.postprocess import claim_visceral_fat, gate, remove_islands
+from ..measuring.trunk import clear_arms
 from ..measuring.vertebral_levels import detect_levels
 from .progress import RunControl
 from .slice_workers import SliceWorkers
@@ -97,6 +98,8 @@ def _label_batches(out: np.ndarray, hu: np.ndarray, spacing, model: LoadedModel,
         cleaned = remove_islands(gated, area, options.min_island_mm2, which=(SAT, VAT, MUSCLE))   # never IMAT (gate)
         if options.claim_visceral_fat:
             cleaned = claim_visceral_fat(cleaned, ct, options.windows, area, network_background=classes == BACKGROUND)
+        if not options.include_arms:
+            cleaned = clear_arms(cleaned, ct)
         out[into] = cleaned
         counts[into[0]], sums[into[0]] = label_sums(cleaned, ct)
 
