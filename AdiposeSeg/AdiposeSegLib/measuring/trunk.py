@@ -22,32 +22,28 @@ BESIDE = 0.8            # an arm's centre lies beyond this share of the trunk's 
 def clear_arms(labels: np.ndarray, hu: np.ndarray) -> np.ndarray:
     """Labels (slices, rows, cols; canonical, columns run right to left) with every labelled body part
     that is separate from the trunk (the slice's largest body part) in the plane, smaller than
-    LIMB_MAX_SHARE of it and lying beside it, cleared. A part in front of the trunk (a pannus) or as
-    large as it (the other thigh) keeps its labels. Returns `labels` itself when nothing changes."""
+    LIMB_MAX_SHARE of it and lying beside it (the middle of its columns beyond BESIDE of the trunk's
+    half-width from the trunk's middle), cleared. A part in front of the trunk (a pannus) or as large
+    as it (the other thigh) keeps its labels. Returns `labels` itself when nothing changes."""
     out = labels
     for k in range(labels.shape[0]):
-        tissue = labels[k] != BACKGROUND
-        if not tissue.any():
-            continue
         parts, count = ndimage.label(hu[k] > BODY_HU)
         if count < 2:
-            continue
-        labelled = np.bincount(parts[tissue], minlength=count + 1)
-        labelled[0] = 0
-        if np.count_nonzero(labelled) < 2:       # only the trunk holds tissue (arms up, the table)
             continue
         sizes = np.bincount(parts.ravel(), minlength=count + 1)
         sizes[0] = 0
         trunk = int(np.argmax(sizes))
-        candidates = [p for p in np.flatnonzero(labelled) if p != trunk and sizes[p] < LIMB_MAX_SHARE * sizes[trunk]]
-        if not candidates:
-            continue
-        columns = np.flatnonzero((parts == trunk).any(axis=0))
-        centre, half_width = (columns[0] + columns[-1]) / 2, (columns[-1] - columns[0]) / 2
-        centres = ndimage.center_of_mass(np.ones_like(parts), parts, candidates)
-        arms = [p for p, (_, col) in zip(candidates, centres) if abs(col - centre) > BESIDE * half_width]
-        if arms:
+        boxes = ndimage.find_objects(parts)    # bounding boxes: one pass, no per-part masks of the slice
+        columns = boxes[trunk - 1][1]
+        centre, half_width = (columns.start + columns.stop - 1) / 2, (columns.stop - 1 - columns.start) / 2
+        for part in np.flatnonzero((sizes > 0) & (sizes < LIMB_MAX_SHARE * sizes[trunk])):
+            box = boxes[part - 1]
+            if abs((box[1].start + box[1].stop - 1) / 2 - centre) <= BESIDE * half_width:
+                continue
+            mine = parts[box] == part
+            if not labels[k][box][mine].any():
+                continue                         # the table, clothing, an arm left unlabelled
             if out is labels:
                 out = labels.copy()
-            out[k][np.isin(parts, arms)] = BACKGROUND
+            out[k][box][mine] = BACKGROUND
     return out
