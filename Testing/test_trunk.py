@@ -1,6 +1,5 @@
 """Body composition on the trunk: arms lying apart beside it are not measured; the rest is untouched."""
 import numpy as np
-import pytest
 from scipy import ndimage
 
 from AdiposeSegLib.measuring.trunk import clear_arms
@@ -49,30 +48,59 @@ def test_an_arm_touching_the_trunk_is_not_told_apart():
     assert clear_arms(labels, hu) is labels
 
 
-def test_arms_down_on_the_real_dicom_series(dicom_j2k, default_model):
-    """The 512x512 series was taken with the arms down: the arms that lie apart lose their 25-55 cm²
-    of muscle and fat per slice; inside the trunk not one label changes."""
+def _trunk(hu_slice):
+    parts, _ = ndimage.label(hu_slice > -500)
+    return parts == np.argmax(np.bincount(parts.ravel())[1:]) + 1
+
+
+def test_the_rule_on_the_real_arms_down_series(dicom_j2k):
+    """The 512x512 series was taken with the arms down: labelled by HU alone, the arms that lie apart
+    hold 20-60 cm² of muscle-range tissue per slice; the rule clears them and not one trunk label."""
+    import SimpleITK as sitk
+
+    from AdiposeSegLib.reading.image_io import read_ct
+    from AdiposeSegLib.reading.orientation import to_canonical
+    from AdiposeSegLib.tissues import HUWindows
+
+    image = to_canonical(read_ct(dicom_j2k))
+    hu = sitk.GetArrayFromImage(image).astype(np.float32)
+    windows = HUWindows()
+    labels = np.where(windows.is_fat(hu), SAT, np.where(windows.is_muscle(hu), MUSCLE, 0)).astype(np.uint8)
+    out = clear_arms(labels, hu)
+    pixel_cm2 = image.GetSpacing()[0] * image.GetSpacing()[1] / 100
+    for k in range(hu.shape[0]):
+        trunk = _trunk(hu[k])
+        assert np.array_equal(out[k][trunk], labels[k][trunk])
+        columns = np.flatnonzero(trunk.any(axis=0))
+        parts, count = ndimage.label(hu[k] > -500)
+        arms = np.zeros_like(trunk)                   # parts whose middle lies left or right of the trunk (not the table)
+        for part in range(1, count + 1):
+            cols = np.flatnonzero((parts == part).any(axis=0))
+            if not columns[0] <= (cols[0] + cols[-1]) / 2 <= columns[-1]:
+                arms |= parts == part
+        arm_muscle = ((labels[k] == MUSCLE) & arms).sum() * pixel_cm2
+        assert 20 < arm_muscle < 90                   # one or both arms lie apart on every slice
+        assert not out[k][arms].any()
+
+
+def test_the_default_model_leaves_the_arms_unlabelled(dicom_j2k, default_model):
+    """The network itself (arms taught as background by the phantoms) leaves the arms unlabelled,
+    the one pressed against the flank included; the pipeline clears what it would still draw in
+    the arms lying apart."""
     from AdiposeSegLib.reading.image_io import read_ct
     from AdiposeSegLib.running.pipeline import segment_image
     from AdiposeSegLib.tissues import SegmentOptions
 
     image = read_ct(dicom_j2k)
-    options = dict(device="cpu", find_levels=False)
-    with_arms = segment_image(image, default_model, SegmentOptions(include_arms=True, **options))
-    trunk_only = segment_image(image, default_model, SegmentOptions(**options))
-    a, b, hu = with_arms.canonical_labels, trunk_only.canonical_labels, with_arms.canonical_hu
+    network = segment_image(image, default_model, SegmentOptions(device="cpu", find_levels=False, include_arms=True))
+    default = segment_image(image, default_model, SegmentOptions(device="cpu", find_levels=False))
     pixel_cm2 = image.GetSpacing()[0] * image.GetSpacing()[1] / 100
-    cleared_slices = 0
-    for k in range(a.shape[0]):
-        parts, _ = ndimage.label(hu[k] > -500)
-        trunk = parts == np.argmax(np.bincount(parts.ravel())[1:]) + 1
-        assert np.array_equal(a[k][trunk], b[k][trunk])
-        assert not b[k][~trunk].any()
-        arm_muscle = ((a[k] == MUSCLE) & ~trunk).sum() * pixel_cm2
-        if arm_muscle > 0:
-            cleared_slices += 1
-            assert 20 < arm_muscle < 60
-    assert cleared_slices == a.shape[0]          # every slice has at least one arm lying apart
-    muscle = [t.statistics.totals["Muscle_volume_cm3"] for t in (with_arms, trunk_only)]
-    assert muscle[1] < 0.85 * muscle[0]
-    assert trunk_only.statistics.totals["VAT_volume_cm3"] == pytest.approx(with_arms.statistics.totals["VAT_volume_cm3"])
+    arm_muscle = []
+    for k in range(network.canonical_labels.shape[0]):
+        trunk = _trunk(network.canonical_hu[k])
+        arm_muscle.append(((network.canonical_labels[k] == MUSCLE) & ~trunk).sum() * pixel_cm2)
+        assert not default.canonical_labels[k][~trunk].any()
+        assert np.array_equal(default.canonical_labels[k][trunk], network.canonical_labels[k][trunk])
+    assert np.mean(arm_muscle) < 3.0                  # 0.2.0 drew 31 cm² per slice there
+    # the trunk's muscle without the arm pressed against it: 0.2.0 drew about 105 cm² per slice
+    assert default.statistics.totals["Muscle_volume_cm3"] / (network.canonical_labels.shape[0] * 0.2) < 95
