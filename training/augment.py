@@ -63,7 +63,7 @@ def fatty_muscle(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator, p
     marbled = muscle & (torch.rand(y.shape, generator=generator) < marbling[:, None, None])
     fat_hu = -120.0 + 70.0 * torch.rand(y.shape, generator=generator)
     hu = torch.where(marbled, fat_hu, hu)
-    now_fat = muscle & (hu >= windows.fat[0]) & (hu <= windows.fat[1])
+    now_fat = muscle & windows.is_fat(hu)
     y = torch.where(now_fat, torch.full_like(y, IMAT), y)
     x = ((hu - lo) * per_hu - 1).clamp(-1.0, 1.0)[:, None]
     return x, y

@@ -5,7 +5,8 @@ spinae, the wall muscles), and SAT is the trunk's fat. In a scan taken with the 
 holds 25-55 cm² of muscle and fat per slice (the 512x512 DICOM example); counted, they would raise
 the muscle area by a quarter to a half. An arm that lies apart from the trunk, with air between
 them, is a body part of its own in the slice, and that is what is cleared. An arm pressed against
-the flank is one body part with the trunk and keeps its labels: the rule cannot see it.
+the flank is one body part with the trunk: the rule cannot see it, and only the network (taught
+that arms are background, model 0.3.0 on) leaves it unlabelled.
 """
 from __future__ import annotations
 
