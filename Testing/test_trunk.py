@@ -43,6 +43,18 @@ def test_a_pannus_in_front_and_the_other_thigh_keep_their_labels():
     assert clear_arms(labels, hu) is labels
 
 
+def test_arms_in_view_are_parts_of_arm_size_beside_the_trunk(example_ct_sm):
+    import SimpleITK as sitk
+
+    from AdiposeSegLib.measuring.trunk import arms_in_view
+
+    _, hu = _slice([((60, 100), 45), ((60, 20), 14), ((65, 180), 13)])
+    assert arms_in_view(hu, pixel_area_mm2=4.0) == (1, 1)          # 14 px radius at 2 mm: 24 cm²
+    assert arms_in_view(hu, pixel_area_mm2=1.0) == (0, 1)          # at 1 mm: 6 cm², a cable or a fold
+    real = sitk.GetArrayFromImage(sitk.ReadImage(str(example_ct_sm)))
+    assert arms_in_view(real, 9.0, every=3) == (0, 10)            # arms up: none beside the trunk
+
+
 def test_an_arm_touching_the_trunk_is_not_told_apart():
     labels, hu = _slice([((60, 100), 45), ((60, 45), 14)])         # the arm's disc overlaps the trunk's
     assert clear_arms(labels, hu) is labels
@@ -102,5 +114,7 @@ def test_the_default_model_leaves_the_arms_unlabelled(dicom_j2k, default_model):
         assert not default.canonical_labels[k][~trunk].any()
         assert np.array_equal(default.canonical_labels[k][trunk], network.canonical_labels[k][trunk])
     assert np.mean(arm_muscle) < 3.0                  # 0.2.0 drew 31 cm² per slice there
+    assert default.quality["arms_in_view"] == {"sampled_slices": 4, "with_arms": 4}   # 40 mm: one slice per 10 mm
+    assert "arms_in_view" not in network.quality and any("arms lie beside" in n for n in default.statistics.notes)
     # the trunk's muscle without the arm pressed against it: 0.2.0 drew about 105 cm² per slice
     assert default.statistics.totals["Muscle_volume_cm3"] / (network.canonical_labels.shape[0] * 0.2) < 95

@@ -18,6 +18,24 @@ from ..tissues import BACKGROUND
 BODY_HU = -500.0        # body (and table, clothing) against air
 LIMB_MAX_SHARE = 0.5    # a body part at least this share of the trunk's area is kept (both thighs)
 BESIDE = 0.8            # an arm's centre lies beyond this share of the trunk's half-width from its centre
+ARM_MIN_MM2 = 1000.0    # a body part beside the trunk this large is an arm in view (not a cable or a fold)
+
+
+def _parts_beside(hu_slice: np.ndarray):
+    """The slice's body parts (labelled image), their sizes and bounding boxes, and the parts lying
+    apart beside the trunk under LIMB_MAX_SHARE of its size (see `clear_arms`)."""
+    parts, count = ndimage.label(hu_slice > BODY_HU)
+    if count < 2:
+        return parts, None, None, []
+    sizes = np.bincount(parts.ravel(), minlength=count + 1)
+    sizes[0] = 0
+    trunk = int(np.argmax(sizes))
+    boxes = ndimage.find_objects(parts)    # bounding boxes: one pass, no per-part masks of the slice
+    columns = boxes[trunk - 1][1]
+    centre, half_width = (columns.start + columns.stop - 1) / 2, (columns.stop - 1 - columns.start) / 2
+    beside = [part for part in np.flatnonzero((sizes > 0) & (sizes < LIMB_MAX_SHARE * sizes[trunk]))
+              if abs((boxes[part - 1][1].start + boxes[part - 1][1].stop - 1) / 2 - centre) > BESIDE * half_width]
+    return parts, sizes, boxes, beside
 
 
 def clear_arms(labels: np.ndarray, hu: np.ndarray) -> np.ndarray:
@@ -28,23 +46,24 @@ def clear_arms(labels: np.ndarray, hu: np.ndarray) -> np.ndarray:
     as it (the other thigh) keeps its labels. Returns `labels` itself when nothing changes."""
     out = labels
     for k in range(labels.shape[0]):
-        parts, count = ndimage.label(hu[k] > BODY_HU)
-        if count < 2:
-            continue
-        sizes = np.bincount(parts.ravel(), minlength=count + 1)
-        sizes[0] = 0
-        trunk = int(np.argmax(sizes))
-        boxes = ndimage.find_objects(parts)    # bounding boxes: one pass, no per-part masks of the slice
-        columns = boxes[trunk - 1][1]
-        centre, half_width = (columns.start + columns.stop - 1) / 2, (columns.stop - 1 - columns.start) / 2
-        for part in np.flatnonzero((sizes > 0) & (sizes < LIMB_MAX_SHARE * sizes[trunk])):
+        parts, _, boxes, beside = _parts_beside(hu[k])
+        for part in beside:
             box = boxes[part - 1]
-            if abs((box[1].start + box[1].stop - 1) / 2 - centre) <= BESIDE * half_width:
-                continue
             mine = parts[box] == part
             if not labels[k][box][mine].any():
-                continue                         # the table, clothing, an arm left unlabelled
+                continue                         # the table's end, clothing, an arm left unlabelled
             if out is labels:
                 out = labels.copy()
             out[k][box][mine] = BACKGROUND
     return out
+
+
+def arms_in_view(hu: np.ndarray, pixel_area_mm2: float, every: int = 1) -> tuple[int, int]:
+    """(slices with an arm beside the trunk, slices looked at): every `every`-th slice of the whole
+    canonical CT, an arm being a body part of at least ARM_MIN_MM2 lying apart beside the trunk."""
+    looked = range(0, hu.shape[0], max(1, every))
+    found = 0
+    for k in looked:
+        _, sizes, _, beside = _parts_beside(hu[k])
+        found += any(sizes[part] * pixel_area_mm2 >= ARM_MIN_MM2 for part in beside)
+    return found, len(looked)

@@ -17,7 +17,7 @@ from ..model.model_card import LoadedModel
 from ..reading.orientation import from_canonical, input_axial_index, to_canonical
 from ..measuring.level_measures import auto_l3_slice, l1_l5_volumes, level_entries, slice_names
 from ..measuring.postprocess import claim_visceral_fat, gate, remove_islands
-from ..measuring.trunk import clear_arms
+from ..measuring.trunk import arms_in_view, clear_arms
 from ..measuring.vertebral_levels import detect_levels
 from .progress import RunControl
 from .slice_workers import SliceWorkers
@@ -43,6 +43,7 @@ class SegmentationResult:
 FOV_TOUCH_MM = 10.0     # tissue along the image edge longer than this: the body is cut off by the field of view
 THICK_SLICE_MM = 5.0
 SHORT_COVERAGE_MM = 100.0
+ARMS_EVERY_MM = 10.0    # arms in view: looked for on one slice per this much of z
 
 
 def quality_flags(labels: np.ndarray, spacing: tuple[float, float, float], slice_indices: np.ndarray) -> dict:
@@ -157,6 +158,13 @@ def segment_image(
                                sums=(counts, sums))
     stats.notes.extend(report.notes if report else [])
     quality = quality_flags(part, spacing, np.arange(start, stop))
+    if not options.include_arms:
+        found, looked = arms_in_view(hu[start:stop], spacing[0] * spacing[1], every=max(1, round(ARMS_EVERY_MM / spacing[2])))
+        if found:
+            quality["arms_in_view"] = {"sampled_slices": looked, "with_arms": found}
+            stats.notes.append(f"arms lie beside the trunk (on {found} of {looked} slices looked at, one per {ARMS_EVERY_MM:.0f} mm): "
+                               "they are not measured; an arm pressed against the flank is left out by the model alone, "
+                               "so check the overlay there")
     stats.volumes_l1_l5 = l1_l5_volumes(levels, stats.rows, spacing[2])
     if "fov_cutoff" in quality:
         q = quality["fov_cutoff"]
