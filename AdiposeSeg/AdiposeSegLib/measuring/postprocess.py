@@ -21,11 +21,6 @@ def _bounding_box(mask: np.ndarray) -> tuple[slice, ...]:
     return tuple(slice(max(0, lo - pad), min(n, hi + 1 + pad)) for (lo, hi), pad, n in zip(bounds, pads, mask.shape))
 
 
-def island_pixels(pixel_area_mm2: float, min_area_mm2: float) -> int:
-    """The fewest pixels a component may have to stay (components of fewer are islands)."""
-    return int(np.ceil(min_area_mm2 / pixel_area_mm2)) if min_area_mm2 > 0 else 0
-
-
 # Which version of the labelling rules (gate, islands, claim) made a result. Raise it with every change
 # that gives other labels for the same model, options and scan: a batch re-uses an earlier result only
 # under the same rules, and the cohort table shows them. 2: IMAT is never removed as an island.
@@ -77,7 +72,7 @@ def remove_islands(labels: np.ndarray, pixel_area_mm2: float, min_area_mm2: floa
                    which: tuple[int, ...] = LABELS) -> np.ndarray:
     """Clear in-plane connected components smaller than min_area_mm2, for each label in `which`.
     (The pipeline passes the window that can hold tissue, so no crop here.)"""
-    min_pixels = island_pixels(pixel_area_mm2, min_area_mm2)
+    min_pixels = int(np.ceil(min_area_mm2 / pixel_area_mm2)) if min_area_mm2 > 0 else 0
     if min_pixels <= 1:
         return labels
     out = labels.copy()

@@ -116,16 +116,9 @@ def _upsampled_classes(scores: np.ndarray, grid: np.ndarray, rows_at, cols_at) -
         corners = (top_left, top_left + (c1[x] - c0[x]), top_left + (r1[y] - r0[y]) * w,
                    top_left + (r1[y] - r0[y]) * w + (c1[x] - c0[x]))
         flat = np.ascontiguousarray(scores, dtype=np.float32).ravel()
-        best, choice = None, np.zeros(k.size, dtype=np.uint8)
-        for channel in range(scores.shape[1]):   # a channel at a time: no channels-last copy of the scores
-            at = channel * plane
-            value = (flat[corners[0] + at] * weights[0] + flat[corners[1] + at] * weights[1]
-                     + flat[corners[2] + at] * weights[2] + flat[corners[3] + at] * weights[3])
-            if best is None:
-                best = value
-            else:
-                better = value > best        # ties keep the lower class, as argmax does
-                best = np.where(better, value, best)
-                choice[better] = channel
-        out[k, y, x] = choice
+        # a channel at a time: gathers from each score plane, no channels-last copy of the scores
+        values = np.stack([flat[corners[0] + at] * weights[0] + flat[corners[1] + at] * weights[1]
+                           + flat[corners[2] + at] * weights[2] + flat[corners[3] + at] * weights[3]
+                           for at in range(0, scores.shape[1] * plane, plane)], axis=1)
+        out[k, y, x] = _argmax(values)
     return out
