@@ -13,12 +13,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "AdiposeSeg"))
 
-from AdiposeSegLib.measuring.trunk import BODY_HU  # noqa: E402
+from AdiposeSegLib.measuring.trunk import parts_beside  # noqa: E402
 from AdiposeSegLib.model.model_card import load_model  # noqa: E402
 from AdiposeSegLib.reading.image_io import read_ct  # noqa: E402
 from AdiposeSegLib.running.pipeline import segment_image  # noqa: E402
@@ -38,9 +37,9 @@ def main() -> int:
     pixel_cm2 = image.GetSpacing()[0] * image.GetSpacing()[1] / 100
     arm_muscle, arm_sat, trunk_muscle = [], [], []
     for k in range(labels.shape[0]):
-        parts, _ = ndimage.label(hu[k] > BODY_HU)
-        trunk = parts == np.argmax(np.bincount(parts.ravel())[1:]) + 1
-        apart = (parts > 0) & ~trunk
+        parts, sizes, _, beside = parts_beside(hu[k])   # the body parts the pipeline takes for arms
+        trunk = parts == (np.argmax(sizes) if sizes is not None else 1)
+        apart = np.isin(parts, beside)
         arm_muscle.append(((labels[k] == MUSCLE) & apart).sum() * pixel_cm2)
         arm_sat.append(((labels[k] == SAT) & apart).sum() * pixel_cm2)
         trunk_muscle.append(((labels[k] == MUSCLE) & trunk).sum() * pixel_cm2)

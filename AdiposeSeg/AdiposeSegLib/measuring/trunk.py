@@ -21,7 +21,7 @@ BESIDE = 0.8            # an arm's centre lies beyond this share of the trunk's 
 ARM_MIN_MM2 = 1000.0    # a body part beside the trunk this large is an arm in view (not a cable or a fold)
 
 
-def _parts_beside(hu_slice: np.ndarray):
+def parts_beside(hu_slice: np.ndarray):
     """The slice's body parts (labelled image), their sizes and bounding boxes, and the parts lying
     apart beside the trunk under LIMB_MAX_SHARE of its size (see `clear_arms`)."""
     parts, count = ndimage.label(hu_slice > BODY_HU)
@@ -46,7 +46,7 @@ def clear_arms(labels: np.ndarray, hu: np.ndarray) -> np.ndarray:
     as it (the other thigh) keeps its labels. Returns `labels` itself when nothing changes."""
     out = labels
     for k in range(labels.shape[0]):
-        parts, _, boxes, beside = _parts_beside(hu[k])
+        parts, _, boxes, beside = parts_beside(hu[k])
         for part in beside:
             box = boxes[part - 1]
             mine = parts[box] == part
@@ -64,6 +64,6 @@ def arms_in_view(hu: np.ndarray, pixel_area_mm2: float, every: int = 1) -> tuple
     looked = range(0, hu.shape[0], max(1, every))
     found = 0
     for k in looked:
-        _, sizes, _, beside = _parts_beside(hu[k])
+        _, sizes, _, beside = parts_beside(hu[k])
         found += any(sizes[part] * pixel_area_mm2 >= ARM_MIN_MM2 for part in beside)
     return found, len(looked)
