@@ -33,7 +33,7 @@ from AdiposeSegLib.model.model_card import load_model  # noqa: E402
 from AdiposeSegLib.reading.orientation import to_canonical  # noqa: E402
 from AdiposeSegLib.running.pipeline import segment_image  # noqa: E402
 from AdiposeSegLib.measuring.postprocess import CLAIM_GAS_GAP_PX, CLAIM_GAS_HU, CLAIM_MAX_PATCH_MM2, IN_PLANE  # noqa: E402
-from AdiposeSegLib.tissues import IMAT, MUSCLE, VAT, SegmentOptions  # noqa: E402
+from AdiposeSegLib.tissues import IMAT, MUSCLE, VAT, HUWindows, SegmentOptions  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "real-ct" / "totalsegmentator-example"
 HELD_OUT = (0, 10)
@@ -63,13 +63,14 @@ def main() -> int:
     ref = sitk.GetArrayFromImage(to_canonical(sitk.ReadImage(str(DATA / "tissue_types_labelmap_on_ct_sm.nii.gz"))))[lo:hi]
     ref_fat, ref_muscle = ref == 2, ref == 3     # torso fat (compared with VAT + IMAT), skeletal muscle
     body = np.stack([ndimage.binary_fill_holes(ndimage.binary_opening(h > -500, iterations=2)) for h in hu])
-    fat = (hu >= -190) & (hu <= -30) & body & (ours == 0)
+    fat_range, muscle_range = HUWindows().is_fat(hu), HUWindows().is_muscle(hu)
+    fat = fat_range & body & (ours == 0)
     print(f"unclaimed fat-range voxels in the body: {fat.sum()}; TotalSegmentator: torso fat {(fat & ref_fat).sum()}, "
           f"SAT {(fat & (ref == 1)).sum()}, nothing {(fat & (ref == 0)).sum()}")
     vat_imat = (ours == VAT) | (ours == IMAT)
     # TotalSegmentator does not label every fat-range voxel in the body, as the definition does: the
     # second score ignores the fat-range voxels it leaves unlabelled ("ambiguous pixels ignored")
-    care = ~((hu >= -190) & (hu <= -30) & body & (ref == 0))
+    care = ~(fat_range & body & (ref == 0))
 
     def scored(mask, reference):
         return f"{dice(mask, reference):.4f}, ignoring its unlabelled fat {dice(mask & care, reference & care):.4f}"
@@ -83,7 +84,6 @@ def main() -> int:
             grown = grow(ours == VAT, allowed, steps) | (ours == IMAT)
             print(f"  VAT grown {steps:4d} px, {gas_px} px from gas: {scored(grown, ref_fat)} "
                   f"({100 * (grown.sum() / ref_fat.sum() - 1):+.1f}%)")
-    fat_range = (hu >= -190) & (hu <= -30)
     in_plane = ndimage.generate_binary_structure(2, 1)
     pixel_mm2 = float(np.prod(result.canonical_image.GetSpacing()[:2]))
     for air_hu, gap in ((-400, 1), (-250, 2)):
@@ -118,18 +118,18 @@ def main() -> int:
           f"({100 * (vat_imat_b.sum() / ref_fat.sum() - 1):+.1f}%), SAT {scored(built == 1, ref == 1)}")
     # like for like: the fat-range voxels of TotalSegmentator's muscle mask are IMAT by the definitions
     # (the pipeline labels every fat-range voxel within the muscle IMAT; TotalSegmentator calls it muscle)
-    ref_fat_held = ref_fat | (ref_muscle & (hu >= -190) & (hu <= -30))
+    ref_fat_held = ref_fat | (ref_muscle & fat_range)
     for name, mask in (("model", vat_imat), ("the pipeline's rule", vat_imat_b)):
         print(f"  {name} against torso fat + its muscle's fat-range voxels (IMAT): VAT+IMAT {scored(mask, ref_fat_held)} "
               f"({100 * (mask.sum() / ref_fat_held.sum() - 1):+.1f}%)")
-    muscle_range = (hu >= -29) & (hu <= 150) & (ours == 0)
+    unlabelled_muscle_range = muscle_range & (ours == 0)
     muscle = ours == MUSCLE
     print(f"Muscle vs TotalSegmentator: model {dice(muscle, ref_muscle):.4f} ({100 * (muscle.sum() / ref_muscle.sum() - 1):+.1f}%); "
           f"its muscle we leave unlabelled {(ref_muscle & (ours == 0)).sum()}, call fat {(ref_muscle & np.isin(ours, [1, 2, 4])).sum()}")
-    held = ref_muscle & (hu >= -29) & (hu <= 150)
+    held = ref_muscle & muscle_range
     organs = _organs_on(result.canonical_hu[lo:hi])
     print(f"  (against its muscle held to -29..150 HU: model {dice(muscle, held):.4f} ({100 * (muscle.sum() / held.sum() - 1):+.1f}%))")
-    for where, allowed in (("anywhere", muscle_range), ("outside organs", muscle_range & ~organs)):
+    for where, allowed in (("anywhere", unlabelled_muscle_range), ("outside organs", unlabelled_muscle_range & ~organs)):
         for steps in (1, 2, 3):
             grown = grow(muscle, allowed, steps)
             print(f"  muscle grown {steps} px {where}: {dice(grown, ref_muscle):.4f} ({100 * (grown.sum() / ref_muscle.sum() - 1):+.1f}%); "
