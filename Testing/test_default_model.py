@@ -33,6 +33,10 @@ def test_agreement_with_totalsegmentator_on_held_out_slab(default_model, example
     assert sat >= 0.90, sat
     assert muscle >= 0.85, muscle
     assert torso >= 0.80, torso
+    # issue 12's own target: the muscle volume within 5% of TotalSegmentator's on this slab (0.3.0 under
+    # labelling rules 4: -2.9%; it was -5.5% before the muscle's rim was taken back from SAT)
+    volume = (pred == 3).sum() / (ref == 3).sum() - 1
+    assert abs(volume) <= 0.05, volume
 
 
 def test_demo_runs_the_whole_path(tmp_path, default_model):

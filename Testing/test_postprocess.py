@@ -108,3 +108,33 @@ def test_only_fat_the_network_called_background_is_claimed():
     out = claim_visceral_fat(labels, hu, HUWindows(), 1.0, network_background=network_background)
     assert (out[0, 20:22, 5:20] == 2).all() and (out[0, 5:8, 20:22] == 0).all()
     assert (claim_visceral_fat(labels, hu, HUWindows(), 1.0)[0, 5:8, 20:22] == 2).all()
+
+
+def test_muscle_rim_the_network_called_sat_joins_the_muscle():
+    """muscle_rim: muscle-range voxels the network called SAT, connected to the muscle within 2.5 mm
+    (at least one pixel), are muscle; those it called background (an organ against the muscle) or
+    VAT, and SAT-called ones farther out (a septum in the SAT), stay unlabelled; nothing else changes."""
+    from AdiposeSegLib.measuring.postprocess import muscle_rim
+    from AdiposeSegLib.tissues import MUSCLE, SAT, VAT
+
+    classes = np.zeros((1, 30, 40), np.uint8)
+    hu = np.full(classes.shape, 40.0)
+    classes[0, :, 10:20] = MUSCLE
+    classes[0, :, 20:30] = SAT
+    hu[0, :, 20:30] = -100
+    hu[0, 0:10, 20:24] = -10            # the muscle's rim, called SAT: 4 pixels wide
+    hu[0, 12, 20:30] = 10               # a septum across the SAT, touching the muscle
+    classes[0, 15:20, 0:10] = VAT       # muscle-range voxels called VAT next to the muscle
+    labels = gate(classes, hu, HUWindows())
+    assert (labels[0, 0:10, 20:24] == 0).all() and (labels[0, :, 10:20] == MUSCLE).all()
+
+    fine = muscle_rim(labels, classes, hu, HUWindows(), pixel_mm=1.25)       # 2.5 mm = 2 pixels
+    assert (fine[0, 0:10, 20:22] == MUSCLE).all() and (fine[0, 0:10, 22:24] == 0).all()
+    assert (fine[0, 12, 20:22] == MUSCLE).all() and (fine[0, 12, 22:30] == 0).all()
+    assert (fine[0, :, 0:10] == 0).all()                                      # background and VAT-called: never
+    changed = fine != labels
+    assert changed.sum() == 10 * 2 + 2 and (labels[changed] == 0).all()
+
+    coarse = muscle_rim(labels, classes, hu, HUWindows(), pixel_mm=3.0)      # 2.5 mm < 1 pixel: one pixel
+    assert (coarse[0, 0:10, 20] == MUSCLE).all() and (coarse[0, 0:10, 21:24] == 0).all()
+    assert (coarse[0, 12, 20] == MUSCLE).all() and (coarse[0, 12, 21:] == 0).all()
