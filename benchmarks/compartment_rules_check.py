@@ -13,6 +13,8 @@ TotalSegmentator's tissue masks:
 
 each also against TotalSegmentator's muscle held to -29..150 HU (as the model's is), and VAT+IMAT also
 against torso fat plus the fat-range voxels of TotalSegmentator's muscle (IMAT by the definitions).
+The model's muscle includes the rim the network called SAT (`muscle_rim`, labelling rules 4), which
+the pipeline always applies; the grown variants start from it.
 
     .venv/bin/python benchmarks/compartment_rules_check.py [--model DIR]
 """

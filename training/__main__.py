@@ -37,8 +37,8 @@ def _evaluate(args) -> int:
     from .evaluate import evaluate_cases, mean_row, rows_to_csv
 
     model = load_model(args.model)
-    rows = evaluate_cases(model, read_dataset(args.data), SegmentOptions(device=args.device), args.merge_vat_imat,
-                          args.gate_reference)
+    options = SegmentOptions(device=args.device, claim_visceral_fat=not args.no_claim_visceral_fat)
+    rows = evaluate_cases(model, read_dataset(args.data), options, args.merge_vat_imat, args.gate_reference)
     rows.append(mean_row(rows))
     text = rows_to_csv(rows)
     if args.out:
@@ -123,6 +123,8 @@ def main(argv=None) -> int:
     e.add_argument("--gate-reference", action="store_true",
                    help="hold the reference to the HU definitions first: Muscle only at -29..150 HU, its fat-range voxels "
                         "IMAT, SAT/VAT only at -190..-30 (for references drawn without them, e.g. TotalSegmentator's)")
+    e.add_argument("--no-claim-visceral-fat", action="store_true",
+                   help="score the network's labels without the visceral-fat claim (as the command line's option)")
     e.set_defaults(func=_evaluate)
 
     ph = sub.add_parser("phantoms", help="write phantom CT volumes with .seg.nrrd labels (a dataset folder)")
