@@ -1,6 +1,8 @@
 """The training package: dataset reading, splits, sampling, resume == uninterrupted, learning, evaluation."""
+import csv
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -252,3 +254,26 @@ def test_fatty_muscle_lowers_muscle_density_only_and_relabels_its_fat_as_imat():
     assert set(y2[muscle].unique().tolist()) <= {MUSCLE, IMAT}
     x3, y3 = fatty_muscle(x, y, gen, probability=0.0, hu_window=window)
     assert x3 is x and y3 is y
+
+
+def test_evaluate_command_on_the_held_out_real_slab(tmp_path, example_ct_sm, example_tissue_labels, capsys):
+    """`python -m training evaluate` on the held-out real slab (example_ct_sm slices 0..9 and
+    TotalSegmentator's masks), with and without the visceral-fat claim: the claim only adds VAT, and
+    the bundled model's muscle volume is within issue 12's 5% of TotalSegmentator's."""
+    from training.__main__ import main
+
+    ct, labels = sitk.ReadImage(str(example_ct_sm)), sitk.ReadImage(str(example_tissue_labels))
+    sitk.WriteImage(ct[:, :, :10], str(tmp_path / "slab.nrrd"))
+    sitk.WriteImage(labels[:, :, :10], str(tmp_path / "slab_labels.nii.gz"))
+    model = Path(__file__).resolve().parents[1] / "AdiposeSeg" / "Resources" / "Models" / "adiposeseg-unet-default"
+    rows = {}
+    for flag in ([], ["--no-claim-visceral-fat"]):
+        out = tmp_path / f"scores{len(flag)}.csv"
+        assert main(["evaluate", "--model", str(model), "--data", str(tmp_path), "--merge-vat-imat", "--device", "cpu",
+                     "--out", str(out)] + flag) == 0
+        rows[bool(flag)] = next(r for r in csv.DictReader(out.open()) if r["case_id"] == "slab")
+    claimed, alone = rows[False], rows[True]      # (merged, VAT+IMAT is scored in the VAT columns)
+    assert float(claimed["VAT_volume_diff_pct"]) > float(alone["VAT_volume_diff_pct"]) + 5
+    assert claimed["Muscle_dice"] == alone["Muscle_dice"] and float(alone["Muscle_dice"]) > 0.89
+    assert abs(float(alone["Muscle_volume_diff_pct"])) <= 5.0
+    capsys.readouterr()
