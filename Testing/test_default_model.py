@@ -30,7 +30,7 @@ def test_agreement_with_totalsegmentator_on_held_out_slab(default_model, example
     ref = sitk.GetArrayFromImage(sitk.ReadImage(str(example_tissue_labels)))[:10]
     sat, muscle = dice(pred == 1, ref == 1), dice(pred == 3, ref == 3)
     torso = dice((pred == 2) | (pred == 4), ref == 2)
-    assert sat >= 0.90, sat
+    assert sat >= 0.945, sat          # 0.3.0 under labelling rules 4: 0.954 (0.950 before the SAT's rim)
     assert muscle >= 0.85, muscle
     assert torso >= 0.80, torso
     # issue 12's own target: the muscle volume within 5% of TotalSegmentator's on this slab (0.3.0 under

@@ -138,3 +138,34 @@ def test_muscle_rim_the_network_called_sat_joins_the_muscle():
     coarse = muscle_rim(labels, classes, hu, HUWindows(), pixel_mm=3.0)      # 2.5 mm < 1 pixel: one pixel
     assert (coarse[0, 0:10, 20] == MUSCLE).all() and (coarse[0, 0:10, 21:24] == 0).all()
     assert (coarse[0, 12, 20] == MUSCLE).all() and (coarse[0, 12, 21:] == 0).all()
+
+
+def test_sat_rim_the_network_called_background_joins_the_sat():
+    """sat_rim: fat-range voxels the network called background, connected to SAT within 2.5 mm (at
+    least one pixel), are SAT; voxels next to air, voxels the network called something else (an island
+    the pipeline cleared) and voxels farther from SAT stay unlabelled; nothing else changes."""
+    from AdiposeSegLib.measuring.postprocess import sat_rim
+    from AdiposeSegLib.tissues import BACKGROUND, SAT, VAT
+
+    classes = np.zeros((1, 20, 30), np.uint8)
+    hu = np.full(classes.shape, -1000.0)           # air at columns 0..3
+    hu[0, :, 4] = 60                               # skin
+    hu[0, :, 5:9] = -70                            # the SAT's outer rim, called background: 4 pixels
+    hu[0, :, 9:] = -100
+    classes[0, :, 9:] = SAT
+    hu[0, 17:20, :7] = -1000                       # a notch of air down to column 6
+    classes[0, 0:3, 5:9] = VAT                     # the network said VAT here (an island the pipeline cleared)
+    labels = gate(classes, hu, HUWindows())
+    labels[0, 0:3, 5:9] = BACKGROUND
+    assert (labels[0, :, 9:] == SAT).all() and (labels[0, :, :9] == BACKGROUND).all()
+
+    fine = sat_rim(labels, classes, hu, HUWindows(), pixel_mm=1.25)          # 2.5 mm = 2 pixels
+    assert (fine[0, 3:, 8] == SAT).all() and (fine[0, 3:17, 7] == SAT).all()
+    assert (fine[0, 17:, 7] == BACKGROUND).all()                             # next to the air
+    assert (fine[0, :, 5:7] == BACKGROUND).all()                             # beyond 2.5 mm
+    assert (fine[0, 0:3, 5:9] == BACKGROUND).all()                           # the network did not say background
+    changed = fine != labels
+    assert changed.sum() == 17 + 14 and (labels[changed] == BACKGROUND).all()
+
+    coarse = sat_rim(labels, classes, hu, HUWindows(), pixel_mm=3.0)         # one pixel
+    assert (coarse[0, 3:, 8] == SAT).all() and (coarse[0, :, 5:8] == BACKGROUND).all()

@@ -16,7 +16,7 @@ from ..reading.image_views import image_view
 from ..model.model_card import LoadedModel
 from ..reading.orientation import from_canonical, input_axial_index, to_canonical
 from ..measuring.level_measures import auto_l3_slice, l1_l5_volumes, level_entries, slice_names
-from ..measuring.postprocess import claim_visceral_fat, gate, muscle_rim, remove_islands
+from ..measuring.postprocess import claim_visceral_fat, gate, muscle_rim, remove_islands, sat_rim
 from ..measuring.trunk import arms_in_view, clear_arms
 from ..measuring.vertebral_levels import detect_levels
 from .progress import RunControl
@@ -100,6 +100,7 @@ def _label_batches(out: np.ndarray, hu: np.ndarray, spacing, model: LoadedModel,
         cleaned = remove_islands(gated, area, options.min_island_mm2, which=(SAT, VAT, MUSCLE))   # never IMAT (gate)
         if options.claim_visceral_fat:
             cleaned = claim_visceral_fat(cleaned, ct, options.windows, area, network_background=classes == BACKGROUND)
+        cleaned = sat_rim(cleaned, classes, ct, options.windows, pixel_mm)
         if not options.include_arms:
             cleaned = clear_arms(cleaned, ct)
         out[into] = cleaned
