@@ -256,7 +256,7 @@ def test_fatty_muscle_lowers_muscle_density_only_and_relabels_its_fat_as_imat():
     assert x3 is x and y3 is y
 
 
-def test_evaluate_command_on_the_held_out_real_slab(tmp_path, example_ct_sm, example_tissue_labels, capsys):
+def test_evaluate_command_on_the_held_out_real_slab(tmp_path, example_ct_sm, example_tissue_labels):
     """`python -m training evaluate` on the held-out real slab (example_ct_sm slices 0..9 and
     TotalSegmentator's masks), with and without the visceral-fat claim: the claim only adds VAT, and
     the bundled model's muscle volume is within issue 12's 5% of TotalSegmentator's."""
@@ -276,4 +276,3 @@ def test_evaluate_command_on_the_held_out_real_slab(tmp_path, example_ct_sm, exa
     assert float(claimed["VAT_volume_diff_pct"]) > float(alone["VAT_volume_diff_pct"]) + 5
     assert claimed["Muscle_dice"] == alone["Muscle_dice"] and float(alone["Muscle_dice"]) > 0.89
     assert abs(float(alone["Muscle_volume_diff_pct"])) <= 5.0
-    capsys.readouterr()
