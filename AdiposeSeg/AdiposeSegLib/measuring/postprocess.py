@@ -90,7 +90,7 @@ def sat_rim(labels: np.ndarray, classes: np.ndarray, hu: np.ndarray, windows: HU
     them background). Run after claim_visceral_fat, so that a rim between SAT and VAT that touches
     VAT is already visceral.
     """
-    take = (labels == BACKGROUND) & (classes == BACKGROUND) & windows.is_fat(hu) & ~_grown(hu < CLAIM_GAS_HU)
+    take = (labels == BACKGROUND) & (classes == BACKGROUND) & windows.is_fat(hu) & ~_near_gas(hu, 1)
     return _grow_label(labels, SAT, take, pixel_mm)
 
 
@@ -121,6 +121,15 @@ def _grown(mask: np.ndarray) -> np.ndarray:
     out[:, :, 1:] |= mask[:, :, :-1]
     out[:, :, :-1] |= mask[:, :, 1:]
     return out
+
+
+def _near_gas(hu: np.ndarray, pixels: int) -> np.ndarray:
+    """Gas and air (< CLAIM_GAS_HU) and the voxels within `pixels` of them in-plane: fat-range HU
+    there is partial volume with the gas (bowel gas, the air outside the skin), not fat."""
+    near = hu < CLAIM_GAS_HU
+    for _ in range(pixels):
+        near = _grown(near)
+    return near
 
 
 def remove_islands(labels: np.ndarray, pixel_area_mm2: float, min_area_mm2: float,
@@ -168,10 +177,7 @@ def claim_visceral_fat(labels: np.ndarray, hu: np.ndarray, windows: HUWindows, p
     take = (labels == BACKGROUND) & windows.is_fat(hu)
     if network_background is not None:
         take &= network_background
-    gas = hu < CLAIM_GAS_HU
-    for _ in range(CLAIM_GAS_GAP_PX):
-        gas = _grown(gas)
-    take &= ~gas
+    take &= ~_near_gas(hu, CLAIM_GAS_GAP_PX)
     box = _bounding_box(take)
     if not box:
         return labels
