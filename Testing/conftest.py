@@ -116,3 +116,32 @@ def logic(scene, tiny_model_dir):
     from AdiposeSegLib.tissues import SegmentOptions
 
     return SceneLogic(scene, model_dir=str(tiny_model_dir), options=SegmentOptions(device="cpu"))
+
+
+@pytest.fixture(scope="session")
+def deidentified_dicom(dicom_j2k, tmp_path_factory):
+    """make(removed) -> a copy of the shared example series as de-identification leaves it: the UIDs
+    put back (SOP class and instance from the file meta, fixed study and series UIDs) and the named
+    attributes deleted. Copies are cached per set of removed attributes."""
+    import pydicom
+    from pydicom.uid import CTImageStorage
+
+    made: dict = {}
+
+    def make(removed=()) -> Path:
+        key = tuple(sorted(removed))
+        if key not in made:
+            out = tmp_path_factory.mktemp("deid")
+            for index, path in enumerate(sorted(p for p in dicom_j2k.iterdir() if p.is_file())):
+                ds = pydicom.dcmread(str(path))
+                ds.SOPClassUID = CTImageStorage
+                ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
+                ds.StudyInstanceUID, ds.SeriesInstanceUID = "2.25.1001", "2.25.1002"
+                for name in key:
+                    if name in ds:
+                        delattr(ds, name)
+                ds.save_as(str(out / f"im{index:03d}.dcm"))
+            made[key] = out
+        return made[key]
+
+    return make

@@ -42,6 +42,9 @@ def test_seg_round_trips_through_highdicom_and_dcmqi(dcmqi_series, tiny_model_di
         description = seg.get_segment_description(label)
         assert description.segment_label == NAMES[label]
         assert description.segmented_property_type.value == TERMINOLOGY[label][1][0]
+        modifier = TERMINOLOGY[label][2]
+        regions = [r.value for r in description.anatomic_regions]
+        assert regions == ([modifier[0]] if modifier else [])
     sources = {pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID for p in dcmqi_series.glob("*.dcm")}
     referenced = {uid for _, _, uid in seg.get_source_image_uids()}
     assert referenced == sources
@@ -86,28 +89,26 @@ def test_sr_holds_the_l3_measurements_and_volumes_referring_to_the_seg(dcmqi_ser
     evidence = {sop.ReferencedSOPInstanceUID for study in sr.CurrentRequestedProcedureEvidenceSequence
                 for series in study.ReferencedSeriesSequence for sop in series.ReferencedSOPSequence}
     assert seg.SOPInstanceUID in evidence
-    planar = sr.content.get_planar_roi_measurement_groups()
     volumetric = sr.content.get_volumetric_roi_measurement_groups()
+    assert sr.content.get_planar_roi_measurement_groups() == []   # every group names its segment (TID 1411)
     l3_slice_uid = sorted((pydicom.dcmread(p, stop_before_pixels=True) for p in dcmqi_series.glob("*.dcm")),
                           key=lambda ds: float(ds.ImagePositionPatient[2]))[l3["input_slice"]].SOPInstanceUID
     expected_area = {"SAT": l3["SAT_cm2"], "VAT": l3["VAT_cm2"], "Muscle": l3["SMA_cm2"], "IMAT": l3["IMAT_cm2"]}
     found = {}
-    for group in planar:
+    for group in (g for g in volumetric if g.tracking_identifier.endswith("at L3")):
         name = group.tracking_identifier.split()[0]
-        assert group.finding_sites[0].value.value == "36470004"      # L3 vertebra
-        reference = group.referenced_segmentation_frame
-        assert reference.referenced_sop_instance_uid == seg.SOPInstanceUID
-        frame = int(reference.referenced_frame_numbers[0])   # on the L3 slice, this tissue's segment
-        item = seg.PerFrameFunctionalGroupsSequence[frame - 1]
-        assert item.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID == l3_slice_uid
-        assert NAMES[int(item.SegmentIdentificationSequence[0].ReferencedSegmentNumber)] == name
+        assert "36470004" in [site.value.value for site in group.finding_sites]      # L3 vertebra
+        segment, image = [item.ReferencedSOPSequence[0] for item in group.referenced_segment]
+        assert segment.ReferencedSOPInstanceUID == seg.SOPInstanceUID
+        assert NAMES[int(segment.ReferencedSegmentNumber)] == name
+        assert image.ReferencedSOPInstanceUID == l3_slice_uid   # measured on the L3 slice
         area = next(m for m in group.get_measurements() if m.name.value == "42798000")
         found[name] = area.value
     assert found.keys() == {k for k, v in expected_area.items() if v > 0}
     for name, value in found.items():
         assert value == pytest.approx(expected_area[name], rel=1e-6)
     volumes = {g.tracking_identifier.split()[0]: next(m.value for m in g.get_measurements() if m.name.value == "118565006")
-               for g in volumetric}
+               for g in volumetric if "volume" in g.tracking_identifier}
     for name, value in volumes.items():
         assert value == pytest.approx(summary["totals"][f"{name}_volume_cm3"], rel=1e-6)
     # dcmqi's TID 1500 reader (QuantitativeReporting in Slicer) reads the same numbers

@@ -17,7 +17,7 @@ def _resolves(logic, label) -> bool:
     entry = slicer.vtkSlicerTerminologyEntry()
     assert logic.DeserializeTerminologyEntry(terminology_tag(label), entry)
     logic.UpdateEntryFromLoadedTerminologies(entry, [], [])
-    found = entry.GetTypeObject()
+    found = entry.GetTypeModifierObject() if TERMINOLOGY[label][2] else entry.GetTypeObject()
     return found.GetSlicerLabel() == DESCRIPTIONS[label].lower() and tuple(found.GetRecommendedDisplayRGBValue()) == COLORS[label]
 
 

@@ -4,9 +4,23 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-if ! "$PY" -m venv --help >/dev/null 2>&1; then
-    echo "setup: python3 venv module missing; installing python3-venv" >&2
-    apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null
+# Debian packages the tests use for real: python3-venv; dicom3tools (dciodvfy, the DICOM validator);
+# a single-node Slurm (the cohort job-array recipe); Chromium + Mesa (EGL, software rendering) for
+# the browser app's tests.
+PACKAGES=""
+"$PY" -m venv --help >/dev/null 2>&1 || PACKAGES="$PACKAGES python3-venv"
+command -v dciodvfy >/dev/null 2>&1 || PACKAGES="$PACKAGES dicom3tools"
+command -v slurmctld >/dev/null 2>&1 || PACKAGES="$PACKAGES slurm-wlm munge"
+[ -x /usr/bin/chromium ] || PACKAGES="$PACKAGES chromium"
+dpkg -s libegl-mesa0 libgl1-mesa-dri libegl1 libgl1 >/dev/null 2>&1 || PACKAGES="$PACKAGES libegl1 libegl-mesa0 libgl1 libgl1-mesa-dri"
+if [ -n "$PACKAGES" ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "setup: installing Debian packages:$PACKAGES" >&2
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $PACKAGES >/dev/null
+    else
+        echo "setup: NOT INSTALLED (needs root and apt-get):$PACKAGES" >&2
+        echo "setup: run as root, or: sudo apt-get install$PACKAGES; the tests that use them fail until then" >&2
+    fi
 fi
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip

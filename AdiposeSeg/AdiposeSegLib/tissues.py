@@ -22,15 +22,17 @@ COLORS = {
     MUSCLE: (192, 104, 88),
     IMAT: (230, 220, 60),
 }
-# SNOMED CT codes for the Slicer terminology tag: (category, type), as TotalSegmentator's Slicer
-# extension codes its tissue classes. Slicer's own lists do not hold all of these, so the module
-# ships them in its terminology context (Resources/SegmentationCategoryTypeModifier-AdiposeSeg.term.json,
-# written from this table by terminology.py) and loads it at startup.
+# SNOMED CT codes, (category, type, type modifier or None), the same in the .seg.nrrd terminology tag,
+# the module's Slicer terminology context (Resources/SegmentationCategoryTypeModifier-AdiposeSeg.term.json,
+# written from this table by reporting/terminology.py), the DICOM SEG and the DICOM SR. SAT and muscle
+# have precoordinated types; visceral and intermuscular fat are both "Adipose tissue" in SNOMED's
+# body-structure hierarchy, told apart by where they lie (post-coordinated: the type modifier in Slicer
+# and the SEG, also the SEG's anatomic region and the SR's finding site). README: "Codes" justifies each.
 TERMINOLOGY = {
-    SAT: (("85756007", "Tissue"), ("67769002", "Subcutaneous fatty tissue")),
-    VAT: (("85756007", "Tissue"), ("55603005", "Adipose tissue")),
-    MUSCLE: (("123037004", "Anatomical Structure"), ("127954009", "Skeletal muscle")),
-    IMAT: (("123037004", "Anatomical Structure"), ("55603005", "Adipose tissue")),
+    SAT: (("85756007", "Tissue"), ("67769002", "Subcutaneous adipose tissue"), None),
+    VAT: (("85756007", "Tissue"), ("55603005", "Adipose tissue"), ("52731004", "Abdominal cavity")),
+    MUSCLE: (("85756007", "Tissue"), ("127954009", "Skeletal muscle"), None),
+    IMAT: (("85756007", "Tissue"), ("55603005", "Adipose tissue"), ("127954009", "Skeletal muscle")),
 }
 TERMINOLOGY_CONTEXT = "Segmentation category and type - AdiposeSeg"
 

@@ -390,6 +390,10 @@ def seg_sources(info: dict, wanted: bool | None) -> list[str] | None:
     """The CT files a DICOM SEG of this result can refer to (slice k = file k), or None: not DICOM,
     not wanted (None means: yes for DICOM input), or resampled onto another grid (noted)."""
     files = info.get("volume_files")
+    if wanted and not files:
+        info.setdefault("notes", []).append("no DICOM SEG written (--dicom-seg): the input is not a DICOM series, so "
+                                            "there are no source images to refer to")
+        return None
     if not files or wanted is False:
         return None
     if info.get("quality", {}).get("resampled"):

@@ -1,9 +1,10 @@
 """DICOM SEG for PACS: the label map as a BINARY Segmentation object referencing the source CT slices.
 
-Written with highdicom; segments carry the SNOMED CT codes of the module's terminology and the
-model as the algorithm. Each frame refers to the CT image it was segmented on, so a viewer (and
-Slicer's DICOM plugins, through dcmqi) places it exactly. Only for DICOM input whose volume is the
-source slices themselves: a gantry-tilt series resampled onto another grid is not written (noted).
+Written with highdicom; segments carry the codes of tissues.TERMINOLOGY and the model as the
+algorithm. Each frame refers to the CT image it was segmented on, so a viewer (and Slicer's DICOM
+plugins, through dcmqi) places it exactly. Only the analysed slices are its source images. Only
+for DICOM input whose volume is the source slices themselves: a gantry-tilt series resampled onto
+another grid is not written (noted).
 """
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ import os
 from pathlib import Path
 
 import numpy as np
-import SimpleITK as sitk
 
-from ..tissues import COLORS, LABELS, NAMES, TERMINOLOGY
+from ..tissues import COLORS, NAMES, TERMINOLOGY
+from .dicom_context import DicomContext, coded
 from .safe_write import atomic_path
 
 
@@ -21,52 +22,78 @@ class SegNotWritten(Exception):
     """A DICOM SEG cannot honestly be made for this input (said in the summary's notes)."""
 
 
+# Type 2 attributes of the Patient and General Study modules that the SEG and SR copy from the
+# source. De-identification often removes them; the standard lets a copy be present and empty.
+COPIED_TYPE2 = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
+                "ReferringPhysicianName", "StudyID", "AccessionNumber")
+REFERENCE_UIDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID")
+
+
 def read_sources(volume_files: list[str]) -> list:
-    """The source CT headers, as highdicom takes them."""
+    """The source CT headers, as highdicom takes them: a Type 2 attribute the source lacks is added
+    empty (the file itself is never touched)."""
     import pydicom
 
     sources = [pydicom.dcmread(f, stop_before_pixels=True) for f in volume_files]
-    for ds in sources:  # an empty value means the default repertoire; highdicom refuses the empty string
+    for ds in sources:
         if "SpecificCharacterSet" in ds and not ds.SpecificCharacterSet:
-            del ds.SpecificCharacterSet
+            del ds.SpecificCharacterSet   # an empty value means the default repertoire; highdicom refuses ""
+        for name in COPIED_TYPE2:
+            if name not in ds:
+                setattr(ds, name, "")
     return sources
 
 
-def write_dicom_seg(labels: sitk.Image, sources: list, out_path: str | os.PathLike, model_info: dict,
-                    software_version: str):
-    """labels: the label map on the grid of `sources` (read_sources of the volume's files; slice k =
-    file k). Returns the path and the Segmentation dataset (for the SR that refers to it)."""
+def check_references(sources: list) -> None:
+    """A SEG must name the images it was made on; refuse (noted) when the source cannot be referred to."""
+    missing = sorted({name for ds in sources for name in REFERENCE_UIDS if not str(getattr(ds, name, "") or "")},
+                     key=REFERENCE_UIDS.index)
+    if missing:
+        raise SegNotWritten(f"the source DICOM has no {', '.join(missing)} (anonymised?), so a DICOM SEG cannot "
+                            "refer to it")
+
+
+def write_dicom_seg(array: np.ndarray, sources: list, out_path: str | os.PathLike, context: DicomContext):
+    """array: (slices, rows, cols) labels, slice k on `sources[k]` (the analysed CT images).
+    Returns the path and the Segmentation dataset (for the SR that refers to it)."""
     try:
         import highdicom as hd
     except ImportError:
         raise SegNotWritten("highdicom is not installed (pip install highdicom)") from None
     from pydicom.sr.codedict import codes
 
-    missing = [name for name in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
-               if not str(getattr(sources[0], name, "") or "")]
-    if missing:
-        raise SegNotWritten(f"the source DICOM has no {', '.join(missing)} (anonymised?), so a DICOM SEG cannot refer to it")
-    array = sitk.GetArrayFromImage(labels).astype(np.uint8)
+    check_references(sources)
     if array.shape[0] != len(sources):
         raise ValueError(f"{len(sources)} source images for {array.shape[0]} label slices")
     algorithm = hd.AlgorithmIdentificationSequence(
-        name=model_info.get("name", "AdiposeSeg"), version=model_info.get("version", ""),
-        family=codes.cid7162.ArtificialIntelligence)
+        name=context.model_name, version=context.model_version, family=codes.cid7162.ArtificialIntelligence,
+        parameters=context.rules())
     descriptions = []
-    for label in LABELS:
-        (cat_code, cat_name), (type_code, type_name) = TERMINOLOGY[label]
+    for label in context.labels:
+        category, kind, modifier = TERMINOLOGY[label]
         descriptions.append(hd.seg.SegmentDescription(
             segment_number=label, segment_label=NAMES[label],
-            segmented_property_category=hd.sr.CodedConcept(cat_code, "SCT", cat_name),
-            segmented_property_type=hd.sr.CodedConcept(type_code, "SCT", type_name),
+            segmented_property_category=coded(category), segmented_property_type=coded(kind),
             algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC, algorithm_identification=algorithm,
+            anatomic_regions=[coded(modifier)] if modifier else None,
             display_color=hd.color.CIELabColor.from_rgb(*COLORS[label])))
+        if modifier:   # where the fat lies tells it apart (tissues.TERMINOLOGY)
+            descriptions[-1].SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence = [coded(modifier)]
+    kept = np.isin(array, context.labels)
     seg = hd.seg.Segmentation(
-        source_images=sources, pixel_array=array, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=descriptions, series_instance_uid=hd.UID(), series_number=9901,
-        sop_instance_uid=hd.UID(), instance_number=1, manufacturer="AdiposeSeg",
-        manufacturer_model_name=model_info.get("name", "AdiposeSeg"), software_versions=software_version,
-        device_serial_number="0", series_description="AdiposeSeg SAT VAT muscle IMAT")
+        source_images=sources, pixel_array=np.where(kept, array, 0).astype(np.uint8),
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=descriptions, series_instance_uid=context.uid(), series_number=context.series_number,
+        sop_instance_uid=context.uid(), instance_number=1, manufacturer="AdiposeSeg",
+        manufacturer_model_name=context.model_name, software_versions=context.software_version,
+        device_serial_number="0", series_description=context.series_description("SEG"),
+        content_label="ADIPOSESEG", content_description=context.content_description(),
+        content_creator_name=context.content_creator or None,
+        series_date=context.now.date(), series_time=context.now.time(),
+        content_date=context.now.date(), content_time=context.now.time())
+    if not context.content_creator:
+        seg.ContentCreatorName = ""   # Type 2: present, empty for an automatic result nobody has reviewed
     with atomic_path(out_path) as tmp:
         seg.save_as(str(tmp))
     return Path(out_path), seg
+

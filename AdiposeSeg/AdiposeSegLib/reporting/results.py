@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import datetime
-import warnings
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..running.identity import strip_suffix
+from ..reading.orientation import axial_count
 from ..measuring.indices import level_report
 from ..model.model_card import LoadedModel
 from .overlay import choose_slices, write_montage
@@ -66,13 +66,16 @@ def write_results(
     extra: dict | None = None,
     patient: dict | None = None,
     dicom_sources: list[str] | None = None,
+    dicom_options: dict | None = None,
 ) -> OutputFiles:
     """Write a case's result set as a unit (staged, then moved into `out_dir`, the summary last).
 
     An earlier set of the same case id is an error unless `overwrite`; then it is replaced whole,
     and kept if writing the new one fails. `extra` goes into the summary (input identity, run key,
     how the input was read, quality flags). `dicom_sources` (the CT files, slice k = file k) adds a
-    DICOM SEG, `<case>_seg.dcm`; when one cannot honestly be made, the summary says why.
+    DICOM SEG and SR (`<case>_seg.dcm`, `<case>_sr.dcm`; `dicom_options`: uid_root, content_creator).
+    An optional output (figure, SEG, SR) that fails is named in the summary's notes and
+    `optional_outputs_failed`; the measurements are written all the same.
     """
     if labelmap_format and labelmap_format not in LABELMAP_FORMATS:
         raise ValueError(f"label map format {labelmap_format!r}: choose one of {', '.join(LABELMAP_FORMATS)}")
@@ -94,38 +97,54 @@ def write_results(
             l3 = (result.levels.get("L3") or {}).get("slice")
             l3 = [l3 - start] if l3 is not None and start <= l3 < stop else []
             chosen = [start + s for s in choose_slices(result.canonical_labels[start:stop], must_include=l3)]
+        failures: list[dict] = []   # optional outputs that could not be written: noted, never fatal
+
+        def optional(name: str, what: str, write):
+            try:
+                path = write()
+            except Exception as exc:
+                failures.append({"output": what, "kind": "failed", "reason": f"{exc.__class__.__name__}: {exc}"[:300]})
+                return
+            if path:
+                staged[name] = path
+
         if chosen:
             spacing = result.canonical_image.GetSpacing()
-            staged[f"{case_id}_overlay.png"] = write_montage(stage / f"{case_id}_overlay.png", result.canonical_hu,
-                                                             result.canonical_labels, chosen, (spacing[0], spacing[1]),
-                                                             with_plain=True)
+            optional(f"{case_id}_overlay.png", "overlay figure", lambda: write_montage(
+                stage / f"{case_id}_overlay.png", result.canonical_hu, result.canonical_labels, chosen,
+                (spacing[0], spacing[1]), with_plain=True))
         if result.levels and result.canonical_hu is not None:
             from .levels_figure import write_levels_figure
 
-            figure = write_levels_figure(stage / f"{case_id}_levels.png", result.canonical_image, result.canonical_hu,
-                                         result.canonical_labels, result.levels)
-            if figure:
-                staged[f"{case_id}_levels.png"] = figure
+            optional(f"{case_id}_levels.png", "levels figure", lambda: write_levels_figure(
+                stage / f"{case_id}_levels.png", result.canonical_image, result.canonical_hu,
+                result.canonical_labels, result.levels))
         dicom_notes = []
         if dicom_sources:
             from .. import __version__
-            from .dicom_seg import SegNotWritten, read_sources, write_dicom_seg
-            from .dicom_sr import write_dicom_sr
+            from .dicom_context import DicomContext
+            from .dicom_export import write_dicom_pair
 
             try:
-                with warnings.catch_warnings():
-                    # highdicom warns about the source's own header values (e.g. a one-part PatientName)
-                    warnings.filterwarnings("ignore", category=UserWarning, module="highdicom")
-                    sources = read_sources(dicom_sources)   # the CT headers, read once for both
-                    staged[f"{case_id}_seg.dcm"], seg = write_dicom_seg(result.labels, sources, stage / f"{case_id}_seg.dcm",
-                                                                       result.model_info, __version__)
-                    staged[f"{case_id}_sr.dcm"], sr_notes = write_dicom_sr(
-                        seg, sources, result.levels, result.statistics.totals, result.model_info, __version__,
-                        stage / f"{case_id}_sr.dcm")
-                    dicom_notes += sr_notes
-            except (SegNotWritten, ValueError) as exc:
-                what = "DICOM SR" if f"{case_id}_seg.dcm" in staged else "DICOM SEG (nor SR)"
-                dicom_notes.append(f"no {what} written: {exc}")
+                context = DicomContext(
+                    model_name=result.model_info.get("name", "AdiposeSeg"),
+                    model_version=result.model_info.get("version", ""), software_version=__version__,
+                    run=(extra or {}).get("run") or {}, slice_range=tuple(result.slice_range),
+                    slice_count=axial_count(result.labels),
+                    quality={**result.quality, **((extra or {}).get("quality") or {})}, levels=result.levels,
+                    **(dicom_options or {}))
+            except ValueError as exc:
+                dicom_notes.append(f"no DICOM SEG (nor SR) written: {exc}")
+                failures.append({"output": "DICOM SEG", "kind": "failed", "reason": str(exc)})
+            else:
+                written, more_notes, more_failures = write_dicom_pair(
+                    result.labels, dicom_sources, stage, case_id, context, result.statistics.totals,
+                    replaces_dir=out if overwrite else None)
+                staged.update(written)
+                dicom_notes += more_notes
+                failures += more_failures
+        dicom_notes += [f"no {f['output']} written: {f['reason']}" for f in failures
+                        if f["output"] in ("overlay figure", "levels figure")]
         files = OutputFiles(segmentation=out / f"{case_id}.seg.nrrd", statistics=out / f"{case_id}_slices.csv",
                             summary=out / f"{case_id}_summary.json",
                             overlay=out / f"{case_id}_overlay.png" if f"{case_id}_overlay.png" in staged else None,
@@ -148,6 +167,7 @@ def write_results(
             "l3": stats.l3_row,
             "volumes_L1_L5": stats.volumes_l1_l5,
             "notes": stats.notes + dicom_notes,
+            "optional_outputs_failed": failures,
             "timings_s": result.timings,
             "files": files.as_dict(),
         }

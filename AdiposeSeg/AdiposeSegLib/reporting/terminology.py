@@ -16,13 +16,22 @@ TERM_FILE = Path(__file__).resolve().parents[2] / "Resources" / "SegmentationCat
 def terminology_json() -> dict:
     categories: dict[str, dict] = {}
     for label in LABELS:
-        (cat_code, cat_name), (type_code, type_name) = TERMINOLOGY[label]
+        (cat_code, cat_name), (type_code, type_name), modifier = TERMINOLOGY[label]
         category = categories.setdefault(cat_code, {
             "CodeMeaning": cat_name, "CodingSchemeDesignator": "SCT", "CodeValue": cat_code,
             "showAnatomy": False, "Type": []})
-        category["Type"].append({
-            "CodeMeaning": type_name, "CodingSchemeDesignator": "SCT", "CodeValue": type_code,
-            "recommendedDisplayRGBValue": list(COLORS[label]), "3dSlicerLabel": DESCRIPTIONS[label].lower()})
+        entry = {"CodeMeaning": DESCRIPTIONS[label].lower(), "3dSlicerLabel": DESCRIPTIONS[label].lower(),
+                 "recommendedDisplayRGBValue": list(COLORS[label])}
+        if modifier is None:
+            category["Type"].append({**entry, "CodeMeaning": type_name, "CodingSchemeDesignator": "SCT",
+                                     "CodeValue": type_code})
+            continue
+        kind = next((t for t in category["Type"] if t["CodeValue"] == type_code), None)
+        if kind is None:
+            kind = {"CodeMeaning": type_name, "CodingSchemeDesignator": "SCT", "CodeValue": type_code, "Modifier": []}
+            category["Type"].append(kind)
+        kind["Modifier"].append({**entry, "CodeMeaning": modifier[1], "CodingSchemeDesignator": "SCT",
+                                 "CodeValue": modifier[0]})
     return {"SegmentationCategoryTypeContextName": TERMINOLOGY_CONTEXT,
             "@schema": "https://raw.githubusercontent.com/qiicr/dcmqi/master/doc/segment-context-schema.json#",
             "SegmentationCodes": {"Category": list(categories.values())}}

@@ -20,9 +20,10 @@ ANATOMY_CONTEXT = "Anatomic codes - DICOM master list"
 
 
 def terminology_tag(label: int) -> str:
-    (cat_code, cat_name), (type_code, type_name) = TERMINOLOGY[label]
+    (cat_code, cat_name), (type_code, type_name), modifier = TERMINOLOGY[label]
+    modifier = f"SCT^{modifier[0]}^{modifier[1]}" if modifier else "^^"
     return (
-        f"{TERMINOLOGY_CONTEXT}~SCT^{cat_code}^{cat_name}~SCT^{type_code}^{type_name}~^^~"
+        f"{TERMINOLOGY_CONTEXT}~SCT^{cat_code}^{cat_name}~SCT^{type_code}^{type_name}~{modifier}~"
         f"{ANATOMY_CONTEXT}~^^~^^"
     )
 

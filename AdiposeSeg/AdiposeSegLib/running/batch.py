@@ -79,7 +79,8 @@ def _same_result(summary: dict, identity: dict, key: dict, patient: dict | None 
 
 def process_case(path: str, case_id: str, out_root: Path, model: LoadedModel, options: SegmentOptions,
                  control: RunControl, labelmap_format: str | None, key: dict, skip_done: bool = True,
-                 patient: dict | None = None, dicom_seg: bool | None = None) -> CaseOutcome:
+                 patient: dict | None = None, dicom_seg: bool | None = None,
+                 dicom_options: dict | None = None) -> CaseOutcome:
     case_dir = out_root / case_id
     clean_leftovers(case_dir)
     summary_file = case_dir / f"{case_id}_summary.json"
@@ -108,7 +109,7 @@ def process_case(path: str, case_id: str, out_root: Path, model: LoadedModel, op
         extra = summary_extra(identity, key, info, given_per_case=_given(patient))
         write_results(result, case_dir, case_id, model, source=path, labelmap_format=labelmap_format,
                       overwrite=True, extra=extra, patient=merged(info.get("patient"), patient),
-                      dicom_sources=seg_sources(info, dicom_seg))
+                      dicom_sources=seg_sources(info, dicom_seg), dicom_options=dicom_options)
     except Cancelled:
         return CaseOutcome(case_id, "cancelled", path, "cancelled")
     except AdiposeSegError as exc:
@@ -133,7 +134,7 @@ def run_batch(inputs: list[str], out_dir: str | os.PathLike, model: LoadedModel,
               workers: int = 1, control: RunControl | None = None, labelmap_format: str | None = None,
               on_case: Callable[[CaseOutcome], None] | None = None,
               shard: tuple[int, int] | None = None, patients: dict | None = None,
-              dicom_seg: bool | None = None) -> tuple[list[CaseOutcome], Path]:
+              dicom_seg: bool | None = None, dicom_options: dict | None = None) -> tuple[list[CaseOutcome], Path]:
     """Process every input (or this shard's share); returns the outcomes and the summary CSV's path.
 
     Without a shard the summary is OUT/summary.csv over all inputs; with one it is
@@ -155,7 +156,8 @@ def run_batch(inputs: list[str], out_dir: str | os.PathLike, model: LoadedModel,
         if control.cancelled:
             return CaseOutcome(ids[i], "cancelled", inputs[i], "cancelled")
         outcome = process_case(inputs[i], ids[i], out_root, model, options, RunControl(None, control.cancel_event),
-                               labelmap_format, key, patient=patient_for(patients, ids[i], inputs[i]), dicom_seg=dicom_seg)
+                               labelmap_format, key, patient=patient_for(patients, ids[i], inputs[i]), dicom_seg=dicom_seg,
+                               dicom_options=dicom_options)
         if on_case:
             on_case(outcome)
         return outcome

@@ -42,6 +42,11 @@ def _positive_int(text: str) -> int:
     return value
 
 
+# Exit codes: 0 all written; 1 batch with failed scans; 2 an error, nothing written; 3 the measurements are
+# written but an optional output (figure, DICOM SEG/SR) is not (named in the notes); 130 cancelled.
+OPTIONAL_OUTPUT_FAILED = 3
+
+
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="model directory or .zip (default: the bundled model)")
     p.add_argument("--device", default="auto", choices=("auto", "cuda", "mps", "cpu"))
@@ -58,7 +63,12 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                         "measured: the clinical muscle and fat areas are the trunk's)")
     p.add_argument("--labelmap", choices=("nrrd", "nii.gz", "nii", "mha"), help="also write a plain label map in this format")
     p.add_argument("--dicom-seg", action=argparse.BooleanOptionalAction, default=None,
-                   help="write a DICOM SEG referencing the source CT (default: on for DICOM input)")
+                   help="write a DICOM SEG + SR referencing the source CT (default: on for DICOM input)")
+    p.add_argument("--uid-root", help="UID root for the new SEG/SR UIDs, e.g. your site's 1.2.840.99999. (default: "
+                                      "$ADIPOSESEG_UID_ROOT, else UUID-derived 2.25. UIDs)")
+    p.add_argument("--content-creator", default="", metavar="NAME",
+                   help="the SEG's Content Creator's Name, DICOM person name Family^Given (default: empty, an unreviewed "
+                        "automatic result)")
     p.add_argument("--no-levels", action="store_true",
                    help="do not look for the vertebral levels (T12..L5); L3 is then only what --l3 N or the patients file gives")
 
@@ -134,7 +144,8 @@ def cmd_segment(args) -> int:
     t1 = time.perf_counter()
     files = write_results(result, args.output, case_id, model, source=str(args.input), labelmap_format=args.labelmap,
                           overlay_slices=args.overlay_slices, overwrite=args.overwrite, extra=extra,
-                          patient=merged(info.get("patient"), given), dicom_sources=seg_sources(info, args.dicom_seg))
+                          patient=merged(info.get("patient"), given), dicom_sources=seg_sources(info, args.dicom_seg),
+                          dicom_options=_dicom_options(args))
     write_s = time.perf_counter() - t1
     totals = result.statistics.totals
     print(f"{case_id}: {result.slice_range[1] - result.slice_range[0]} slices on {result.device}, "
@@ -155,11 +166,30 @@ def cmd_segment(args) -> int:
         print(f"  {where}: SMA {num(level['SMA_cm2'])} cm2, SMD {num(level['SMD_HU'])} HU, "
               f"SAT {num(level['SAT_cm2'])}, VAT {num(level['VAT_cm2'])}, IMAT {num(level['IMAT_cm2'])} cm2{smi}"
               + (f"; {flags}" if flags else ""))
-    for note in info.get("notes", []) + result.statistics.notes:
+    for note in info.get("notes", []) + [n for n in summary["notes"] if n not in info.get("notes", [])]:
         print(f"  note: {note}")
     for name, path in files.as_dict().items():
         print(f"  {name}: {path}")
+    failed = _missed(summary, args.dicom_seg)
+    if failed:
+        print(f"adiposeseg: the measurements are written, but not: {', '.join(f['output'] for f in failed)} "
+              "(see the notes)", file=sys.stderr)
+        return OPTIONAL_OUTPUT_FAILED
     return 0
+
+
+def _missed(summary: dict, dicom_asked: bool | None) -> list[dict]:
+    """Optional outputs that broke, and the DICOM SEG/SR that could not be made when asked for by name
+    (by default, on DICOM input, an anonymised series without UIDs simply has none: a note, exit 0)."""
+    return [f for f in summary.get("optional_outputs_failed") or []
+            if f.get("kind") != "cannot" or dicom_asked]
+
+
+def _dicom_options(args) -> dict:
+    options = {"content_creator": args.content_creator}
+    if args.uid_root:
+        options["uid_root"] = args.uid_root
+    return options
 
 
 def cmd_web(args) -> int:
@@ -208,12 +238,19 @@ def cmd_batch(args) -> int:
     patients = read_patients(args.patients) if args.patients else None
     outcomes, summary = run_batch(inputs, args.output, model, _options(args), workers=args.workers,
                                   labelmap_format=args.labelmap, on_case=on_case, shard=shard, patients=patients,
-                                  dicom_seg=args.dicom_seg)
+                                  dicom_seg=args.dicom_seg, dicom_options=_dicom_options(args))
     bar.close()
     counts = {s: sum(o.status == s for o in outcomes) for s in ("done", "skipped", "failed")}
     part = f" (shard {shard[0]}/{shard[1]}: {len(outcomes)} of {len(inputs)} scans)" if shard else ""
     print(f"{counts['done']} done, {counts['skipped']} skipped (already done), {counts['failed']} failed{part}; summary: {summary}")
-    return 1 if counts["failed"] else 0
+    if counts["failed"]:
+        return 1
+    partial = [o.case_id for o in outcomes if o.status == "done" and _missed(o.summary or {}, args.dicom_seg)]
+    if partial:
+        print(f"{len(partial)} case(s) measured without all optional outputs (see their notes): {', '.join(partial[:10])}",
+              file=sys.stderr)
+        return OPTIONAL_OUTPUT_FAILED
+    return 0
 
 
 def cmd_aggregate(args) -> int:
