@@ -514,6 +514,14 @@ class SceneLogic:
         return run_batch(inputs, outputDir, self.model(), options or self.options, workers=workers,
                          control=RunControl(None, cancelEvent), labelmap_format=labelmapFormat)
 
+    # -- DICOM export
+    def exportDicom(self, volumeNode, segmentationNode, sourceFiles, outputDir, caseId: str | None = None,
+                    contentCreator: str = "", overwrite: bool = False) -> dict:
+        """The current (edited) segmentation as DICOM SEG + SR beside the source CT (scene_dicom.py)."""
+        from .scene_dicom import export_dicom
+
+        return export_dicom(self, volumeNode, segmentationNode, sourceFiles, outputDir, caseId, contentCreator, overwrite)
+
     # -- ground truth
     def saveAsGroundTruth(self, volumeNode, segmentationNode, datasetDir, caseId: str | None = None, source: str = ""):
         """Write CT, edited segmentation, the unedited prediction and a manifest line into a dataset folder.

@@ -80,10 +80,12 @@ class DicomContext:
         """The labelling rules and the analysed range, by name (SEG algorithm parameters; TID 4019 in the SR)."""
         options = self.run.get("options") or {}
         out = {"analysed": self.slices_text()}
+        for name in ("fat", "muscle"):
+            window = options.get(f"{name}_window")
+            if window:
+                out[f"{name} window"] = f"{window[0]:g}..{window[1]:g} HU"
         if options:
-            fat, muscle = options.get("fat_window"), options.get("muscle_window")
             out.update({
-                "fat window": f"{fat[0]:g}..{fat[1]:g} HU", "muscle window": f"{muscle[0]:g}..{muscle[1]:g} HU",
                 "IMAT": "labelled" if options.get("include_imat", True) else "not labelled",
                 "islands removed under": f"{options.get('min_island_mm2', 0):g} mm2",
                 "unlabelled fat next to VAT": "claimed as VAT" if options.get("claim_visceral_fat") else "left unlabelled",
