@@ -35,6 +35,7 @@ SETTINGS_MODELS = "AdiposeSeg/ModelDirs"
 SETTINGS_MODEL = "AdiposeSeg/Model"
 SETTINGS_DEVICE = "AdiposeSeg/Device"
 SETTINGS_DATASET = "AdiposeSeg/DatasetDir"
+SETTINGS_DICOM_EXPORT = "AdiposeSeg/DicomExportDir"
 DEVICES = ("auto", "cuda", "mps", "cpu")
 HOMEPAGE = "https://github.com/adiposeseg/SlicerAdiposeSeg#readme"
 TORCH_REQUIREMENT = ">=1.13"  # torch.load(weights_only=True)
@@ -121,6 +122,7 @@ class AdiposeSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.updateStatisticsButton.connect("clicked(bool)", self.onUpdateStatistics)
         self.ui.editButton.connect("clicked(bool)", self.onEdit)
         self.ui.saveGroundTruthButton.connect("clicked(bool)", self.onSaveGroundTruth)
+        self.ui.exportDicomButton.connect("clicked(bool)", self.onExportDicom)
         self.ui.showL3Button.connect("clicked(bool)", self.onShowL3)
         self.ui.setL3Button.connect("clicked(bool)", self.onSetL3)
         self.ui.levelsTableView.setMRMLScene(slicer.mrmlScene)
@@ -207,7 +209,7 @@ class AdiposeSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.segmentButton.text = _("Cancel") if running else _("Segment")
         hasResult = bool(p and p.inputVolume and self.logic.resultsForVolume(p.inputVolume)[0]) and not running
         for button in (self.ui.updateStatisticsButton, self.ui.editButton, self.ui.saveGroundTruthButton,
-                       self.ui.showL3Button, self.ui.setL3Button):
+                       self.ui.exportDicomButton, self.ui.showL3Button, self.ui.setL3Button):
             button.enabled = hasResult
 
     def _sliceRange(self):
@@ -357,6 +359,27 @@ class AdiposeSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.statusLabel.text = _("Saved case {case} in {folder} (edited: {edited}).").format(
                 case=row["case_id"], folder=folder, edited=row["edited"])
 
+    def onExportDicom(self) -> None:
+        p = self._parameterNode
+        folder = qt.QFileDialog.getExistingDirectory(slicer.util.mainWindow(), _("Folder for the DICOM SEG and SR"),
+                                                     slicer.util.settingsValue(SETTINGS_DICOM_EXPORT, os.path.expanduser("~")))
+        if not folder:
+            return
+        qt.QSettings().setValue(SETTINGS_DICOM_EXPORT, folder)
+        from AdiposeSegLib.errors import OutputError
+
+        with slicer.util.tryWithErrorDisplay(_("DICOM export failed; the segmentation is unchanged."), waitCursor=True):
+            segmentationNode, _table = self.logic.resultsForVolume(p.inputVolume)
+            try:
+                written = self.logic.exportDicom(p.inputVolume, segmentationNode, folder)
+            except OutputError as exc:
+                if "already exists" not in str(exc) or not slicer.util.confirmYesNoDisplay(
+                        _("{error}\n\nReplace the earlier export? The new SR will name it as its predecessor.").format(error=exc)):
+                    raise
+                written = self.logic.exportDicom(p.inputVolume, segmentationNode, folder, overwrite=True)
+            self.ui.statusLabel.text = "\n".join([_("Wrote {files}.").format(files=", ".join(sorted(written["files"].values())))]
+                                                  + written["notes"])
+
     def onFalseColour(self, checked) -> None:
         p = self._parameterNode
         if p and p.inputVolume:
@@ -504,6 +527,14 @@ class AdiposeSegLogic(ScriptedLoadableModuleLogic):
 
     def saveAsGroundTruth(self, volumeNode, segmentationNode, datasetDir, caseId=None):
         return self._sceneLogicAnyModel().saveAsGroundTruth(volumeNode, segmentationNode, datasetDir, caseId)
+
+    def exportDicom(self, volumeNode, segmentationNode, outputDir, caseId=None, contentCreator="", overwrite=False):
+        """The segmentation as it is now as DICOM SEG + SR; the CT must come from Slicer's DICOM database."""
+        from AdiposeSegLib.scene_dicom import dicom_source_files
+
+        sourceFiles = dicom_source_files(volumeNode, slicer.dicomDatabase.fileForInstance) if slicer.dicomDatabase else []
+        return self._sceneLogicAnyModel().exportDicom(volumeNode, segmentationNode, sourceFiles, outputDir, caseId,
+                                                      contentCreator, overwrite)
 
     def levelsTable(self, segmentationNode):
         return self._sceneLogicAnyModel().levelsTable(segmentationNode)

@@ -3,6 +3,7 @@ and every slicer.util / MRML name the module and SceneLogic use exists in Slicer
 (the slicer-core wheel ships Slicer's slicer/util.py and MRML classes)."""
 import ast
 import re
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -57,8 +58,6 @@ def test_logic_pops_no_dialogs():
 def test_numeric_parameters_carry_the_ui_limits():
     """Slicer's parameter-node connector resets a spin box to the parameter's range: without WithinRange
     an int gets +-2^31 and the .ui limits are lost (issue 8)."""
-    import xml.etree.ElementTree as ET
-
     ui = ET.parse(ROOT / "AdiposeSeg" / "Resources" / "UI" / "AdiposeSeg.ui")
     limits = {}
     for widget in ui.iter("widget"):
@@ -82,3 +81,12 @@ def test_widget_setup_does_not_import_torch():
     setup = next(n for n in _module_class("AdiposeSegWidget").body if isinstance(n, ast.FunctionDef) and n.name == "setup")
     source = ast.unparse(setup)
     assert "import torch" not in source and "probe=False" in source
+
+
+def test_every_widget_the_module_uses_is_in_the_ui_file():
+    """A button the code connects but the .ui lacks fails only inside Slicer, at module load."""
+    ui = ET.parse(ROOT / "AdiposeSeg" / "Resources" / "UI" / "AdiposeSeg.ui")
+    names = {w.get("name") for w in ui.iter("widget")}
+    used = set(re.findall(r"self\.ui\.(\w+)", (ROOT / "AdiposeSeg" / "AdiposeSeg.py").read_text()))
+    assert "exportDicomButton" in used
+    assert used - names == set()

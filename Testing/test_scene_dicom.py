@@ -1,7 +1,5 @@
 """The module exports the current, edited segmentation of a DICOM-loaded CT as DICOM SEG + SR through
 the engine's writers (issue 21 G), against slicer-core's real MRML scene."""
-import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
