@@ -31,7 +31,7 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def web(tmp_path_factory, real_ct_dir):
+def web(tmp_path_factory, real_ct_dir, deidentified_dicom):
     if not Path(CHROMIUM).exists():
         pytest.fail(f"Chromium is missing at {CHROMIUM} (apt-get install chromium; .ci/run installs it)")
     base = tmp_path_factory.mktemp("web")
@@ -44,6 +44,7 @@ def web(tmp_path_factory, real_ct_dir):
     env = {**os.environ, "XDG_CACHE_HOME": str(base / "cache"), "VTK_DEFAULT_OPENGL_WINDOW": "vtkEGLRenderWindow"}
     process = subprocess.Popen([sys.executable, "-m", "AdiposeSegLib", "web", "--demo", "--data-root", str(roots),
                                 "--data-root", str(real_ct_dir / "totalsegmentator-example"),
+                                "--data-root", str(deidentified_dicom(("PatientBirthDate", "AccessionNumber"))),
                                 "--dataset", str(dataset), "--port", str(port), "--device", "cpu", "--upload-limit-mb", "4"],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
     lines = []
@@ -61,7 +62,8 @@ def web(tmp_path_factory, real_ct_dir):
         page = browser.new_page(viewport={"width": 1600, "height": 900})
         page.goto(f"http://127.0.0.1:{port}/")
         page.wait_for_selector("#segment-button", timeout=60000)
-        yield {"page": page, "dataset": dataset, "roots": roots, "outside": outside, "log": lines}
+        yield {"page": page, "dataset": dataset, "roots": roots, "outside": outside, "log": lines,
+               "dicom": deidentified_dicom(("PatientBirthDate", "AccessionNumber"))}
         browser.close()
     process.terminate()
     process.wait(10)
@@ -230,3 +232,32 @@ def test_set_l3_from_the_axial_view_is_kept_as_manual(web):
     with open(web["dataset"] / "manifest.csv", newline="") as fh:
         row = list(csv.DictReader(fh))[-1]
     assert row["l3_source"] == "manual" and row["case_id"].startswith("example_ct")
+
+
+def test_a_dicom_series_exports_seg_and_sr_and_replaces_with_a_predecessor(web):
+    """Issue 21 G: the browser exports the segmentation of a DICOM-loaded CT through the engine's writers."""
+    import pydicom
+
+    page, series = web["page"], web["dicom"]
+    page.evaluate("name => window.trame.state.set('scan', name)", str(series))
+    page.click("#open-button")
+    page.wait_for_function(f"document.querySelector('#status').innerText.startsWith('{series.name}')", timeout=30000)
+    page.click("#segment-button")
+    page.wait_for_function("document.querySelector('#status').innerText.startsWith('Done')", timeout=180000)
+    page.click("#export-dicom-button")
+    page.wait_for_function("document.querySelector('#status').innerText.startsWith('Exported')", timeout=60000)
+    out = web["dataset"] / "dicom-exports"
+    seg = pydicom.dcmread(out / f"{series.name}_seg.dcm")
+    sources = {pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID for p in series.iterdir()}
+    referenced = {item.ReferencedSOPInstanceUID for item in seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence}
+    assert referenced == sources and seg.PatientBirthDate == "" and seg.AccessionNumber == ""
+    first_sr = pydicom.dcmread(out / f"{series.name}_sr.dcm")
+
+    page.click("#export-dicom-button")   # a second export does not replace the first unasked
+    page.wait_for_function("(document.querySelector('#error')?.innerText || '').includes('already exists')", timeout=60000)
+    page.click("#replace-export-button")
+    page.wait_for_function("document.querySelector('#status').innerText.startsWith('Exported')", timeout=60000)
+    sr = pydicom.dcmread(out / f"{series.name}_sr.dcm")
+    predecessor = sr.PredecessorDocumentsSequence[0].ReferencedSeriesSequence[0].ReferencedSOPSequence[0]
+    assert predecessor.ReferencedSOPInstanceUID == first_sr.SOPInstanceUID
+    assert sr.SeriesNumber != first_sr.SeriesNumber

@@ -23,7 +23,8 @@ from trame_slicer.rca_view import register_rca_factories
 from trame_slicer.views import Layout, LayoutDirection, ViewLayoutDefinition
 from trame_vuetify.ui.vuetify3 import SinglePageWithDrawerLayout
 
-from AdiposeSegLib.errors import AdiposeSegError, Cancelled
+from AdiposeSegLib.errors import AdiposeSegError, Cancelled, OutputError
+from AdiposeSegLib.reading.dicom import seg_sources
 from AdiposeSegLib.reading.image_io import read_ct
 from AdiposeSegLib.scene import SceneLogic, volume_node_from_image
 from AdiposeSegLib.tissues import LABELS, NAMES, SegmentOptions
@@ -57,6 +58,7 @@ class AdiposeSegWeb(TrameApp):
         self.logic = SceneLogic(self.slicer_app.scene, model_dir=model_dir, options=SegmentOptions(device=device),
                                 python=sys.executable)
         self.volume = None
+        self.source_files: list[str] = []   # the loaded DICOM series' files, slice k = file k
         self.job = None
         self._init_state()
         self._build_ui()
@@ -86,6 +88,8 @@ class AdiposeSegWeb(TrameApp):
         s.plot_svg = ""
         s.l3_text = ""
         s.saved = ""
+        s.is_dicom = False
+        s.offer_replace = False
         s.false_colour = False
         s.dataset_dir = self.dataset_dir
 
@@ -99,17 +103,20 @@ class AdiposeSegWeb(TrameApp):
         self.state.error = ""
         try:
             path = self.roots.resolve(name or self.state.scan or "")
-            image = read_ct(str(path))
+            info: dict = {}
+            image = read_ct(str(path), info=info)
         except AdiposeSegError as exc:
             return self.fail(str(exc))
         except Exception as exc:   # never a traceback in the page
             log.exception("open failed")
             return self.fail(f"{name}: could not be read ({type(exc).__name__}: {exc})")
         self.slicer_app.scene.Clear()
+        self.source_files = seg_sources(info, None) or []
         self.volume = volume_node_from_image(self.slicer_app.scene, image, path.name.split(".")[0])
         self.slicer_app.display_manager.show_volume(self.volume, do_reset_views=True)
         self.state.update({"loaded": str(path), "has_result": False, "slice_rows": [], "level_rows": [],
                            "plot_svg": "", "l3_text": "", "saved": "",
+                           "is_dicom": bool(self.source_files), "offer_replace": False,
                            "status": f"{path.name}: {image.GetSize()[0]}x{image.GetSize()[1]}x{image.GetSize()[2]}; "
                                      "click Segment."})
 
@@ -207,6 +214,24 @@ class AdiposeSegWeb(TrameApp):
         self.state.saved = f"saved case {row['case_id']} (edited: {row['edited']}) in {self.dataset_dir}"
         self.state.status = "Saved as ground truth."
 
+    def export_dicom(self, replace: bool = False):
+        self._guarded(lambda: self._export_dicom(bool(replace)))
+
+    def _export_dicom(self, replace: bool):
+        """The segmentation as it is now as DICOM SEG + SR, into the dataset folder's dicom-exports/.
+        A second export of the same case is offered as a replacement (the new SR names the old one)."""
+        segmentation, _ = self.logic.resultsForVolume(self.volume)
+        folder = os.path.join(self.dataset_dir, "dicom-exports")
+        self.state.offer_replace = False
+        try:
+            written = self.logic.exportDicom(self.volume, segmentation, self.source_files, folder,
+                                             caseId=self.volume.GetName(), overwrite=replace)
+        except OutputError as exc:
+            self.state.offer_replace = "already exists" in str(exc)
+            raise
+        self.state.saved = "; ".join([f"wrote {', '.join(sorted(written['files']))} in {folder}"] + written["notes"])
+        self.state.status = "Exported DICOM SEG + SR."
+
     def set_l3(self):
         self._guarded(self._set_l3)
 
@@ -282,6 +307,10 @@ class AdiposeSegWeb(TrameApp):
                 v3.VBtn("Update statistics", click=self.update_statistics, id="update-button", size="small")
                 v3.VBtn("Save as ground truth", click=self.save_ground_truth, id="save-button", size="small",
                         classes="ml-2")
+                v3.VBtn("Export DICOM SEG + SR", click=(self.export_dicom, "[false]"), id="export-dicom-button",
+                        size="small", classes="ml-2", v_if=("is_dicom",))
+            v3.VBtn("Replace the earlier export", click=(self.export_dicom, "[true]"), id="replace-export-button",
+                    size="small", color="warning", classes="mt-2", v_if=("offer_replace",))
             v3.VBtn("Set L3 from the axial view", click=self.set_l3, id="set-l3-button", size="small", classes="mt-2",
                     v_if=("has_result",))
             html.Div("{{ saved }}", id="saved", classes="text-caption mt-1")
