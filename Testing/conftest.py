@@ -145,3 +145,21 @@ def deidentified_dicom(dicom_j2k, tmp_path_factory):
         return made[key]
 
     return make
+
+
+@pytest.fixture(scope="session")
+def plain_series(dicom_j2k, tmp_path_factory):
+    """The real 20-slice JPEG 2000 series, decompressed (so that pixels can be changed), with UIDs."""
+    import pydicom
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    folder = tmp_path_factory.mktemp("plain")
+    series_uid = generate_uid()
+    for k, path in enumerate(sorted(dicom_j2k.iterdir())):
+        ds = pydicom.dcmread(path)
+        ds.decompress()
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.SeriesInstanceUID = series_uid
+        ds.SOPInstanceUID = generate_uid()
+        ds.save_as(folder / f"{k:03d}.dcm", enforce_file_format=True)
+    return folder

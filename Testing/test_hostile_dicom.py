@@ -10,26 +10,11 @@ import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import generate_uid
 
 from AdiposeSegLib.reading.discover import find_inputs
 from AdiposeSegLib.errors import InputReadError
 from AdiposeSegLib.reading.image_io import read_ct
-
-
-@pytest.fixture(scope="module")
-def plain_series(dicom_j2k, tmp_path_factory):
-    """The real 20-slice JPEG 2000 series, decompressed (so that pixels can be changed), with UIDs."""
-    folder = tmp_path_factory.mktemp("plain")
-    series_uid = generate_uid()
-    for k, path in enumerate(sorted(dicom_j2k.iterdir())):
-        ds = pydicom.dcmread(path)
-        ds.decompress()
-        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds.SeriesInstanceUID = series_uid
-        ds.SOPInstanceUID = generate_uid()
-        ds.save_as(folder / f"{k:03d}.dcm", enforce_file_format=True)
-    return folder
 
 
 def _copy(src, dst):

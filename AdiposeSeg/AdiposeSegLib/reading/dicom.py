@@ -28,7 +28,12 @@ TILT_DEGREES = 0.5                # below this a shear is rounding, not a tilt
 TAGS = ["SOPInstanceUID", "SeriesInstanceUID", "Modality", "ImageType", "ImageOrientationPatient",
         "ImagePositionPatient", "Rows", "Columns", "PixelSpacing", "InstanceNumber", "SeriesDescription",
         "SliceThickness", "ConvolutionKernel", "KVP", "ContrastBolusAgent", "GantryDetectorTilt", "SeriesNumber",
-        "BodyPartExamined", "PatientSize", "PatientWeight", "PatientSex", "PatientAge", "StudyInstanceUID"]
+        "BodyPartExamined", "PatientSize", "PatientWeight", "PatientSex", "PatientAge", "StudyInstanceUID",
+        "FrameOfReferenceUID", "RescaleIntercept", "RescaleSlope", "NumberOfFrames", "SOPClassUID", "ImagerPixelSpacing",
+        "AcquisitionNumber", "AcquisitionTime", "ContrastBolusStartTime"]
+ENHANCED_CT = "1.2.840.10008.5.1.4.1.1.2.1"
+DRIFT_LIMIT_DEG = 5.0             # slices tilted less than this against the series are drift, not another orientation
+PHASE_GAP_S = 30.0                # acquisitions this far apart in one series are different phases
 
 
 @dataclass
@@ -168,11 +173,29 @@ def choose_series(groups: dict[str, list[Slice]], source: str, series_uid: str |
     return ranked[0], others
 
 
+def _check_no_lost_files(folder: str, files: list[str], slices: list[Slice]) -> None:
+    """A file that belongs with the series but cannot be read is an error wherever it lies, not
+    "another series": an empty or cut-off file named like the series' files, or a DICOM file whose
+    header stops before its UIDs (truncated in copy)."""
+    broken = [s.path for s in slices if not s.series_uid and not s.sop_uid]
+    suffixes = {os.path.splitext(f)[1].lower() for f in files}
+    names = set(files)
+    for entry in os.scandir(folder):
+        if entry.is_file() and not is_hidden(entry.name) and entry.path not in names and entry.name.upper() != "DICOMDIR" \
+                and os.path.splitext(entry.name)[1].lower() in suffixes and entry.stat().st_size < 132:
+            broken.append(entry.path)
+    if broken and len(broken) < len(slices):
+        names = ", ".join(os.path.basename(b) for b in sorted(broken)[:3]) + (" ..." if len(broken) > 3 else "")
+        raise InputReadError(f"{folder}: {len(broken)} file(s) beside the series are empty or cut off before their "
+                             f"header ends ({names}): a slice would be missing. Copy the series again")
+
+
 def read_folder(folder: str, series_uid: str | None, info: dict) -> sitk.Image:
     files = dicom_files(folder)
     if not files:
         raise InputReadError(f"{folder}: no DICOM series found in this folder (no DICOM files; point to the folder that holds the series' files)")
     slices = [read_header(f) for f in files]
+    _check_no_lost_files(folder, files, slices)
     groups: dict[str, list[Slice]] = {}
     for s in slices:
         groups.setdefault(s.series_uid, []).append(s)
@@ -197,11 +220,73 @@ def read_slices(slices: list[Slice], source: str, info: dict) -> sitk.Image:
     info["files"] = [s.path for s in slices]
     info["patient"] = patient_from_header(slices[0].header)
     info["quality"]["contrast"] = info["series"]["contrast_agent"]
+    _check_single_frame(slices, source)
     slices = _set_aside(slices, source, info)
+    _check_consistent(slices, source)
     ordered, geometry = _order_and_check(slices, source, info)
     info["volume_files"] = [s.path for s in ordered]  # slice k of the volume is this file (DICOM SEG frames refer to them)
     array = _decode([s.path for s in ordered], source)
     return _build_image(array, ordered, geometry, info)
+
+
+def _check_single_frame(slices: list[Slice], source: str) -> None:
+    frames = max(int(float(s.header.get("NumberOfFrames") or 1)) for s in slices)
+    if frames > 1 or any(s.header.get("SOPClassUID") == ENHANCED_CT for s in slices):
+        raise InputReadError(f"{source}: an Enhanced (multi-frame) CT object ({frames} frames in one file); AdiposeSeg "
+                             "reads single-frame CT image series. Export the series as classic CT images (the PACS's "
+                             "'legacy/classic' export option, or dcm4che's emf2sf) and retry")
+
+
+def _check_consistent(slices: list[Slice], source: str) -> None:
+    """What must be one value for the whole series: pixel spacing, frame of reference, rescale and
+    contrast. A slice unlike the others would be measured with the wrong pixel size or HU."""
+    def differ(values, what, why):
+        distinct = sorted({v for v in values})
+        if len(distinct) > 1:
+            raise InputReadError(f"{source}: the slices differ in {what} ({', '.join(str(v) or '<none>' for v in distinct[:3])}"
+                                 f"{' ...' if len(distinct) > 3 else ''}): {why}. Give one consistent series")
+
+    for s in slices:
+        if s.pixel_spacing is None:
+            imager = s.header.get("ImagerPixelSpacing")
+            raise InputReadError(f"{source}: {os.path.basename(s.path)} has no PixelSpacing"
+                                 + (f" (only ImagerPixelSpacing {imager}, the detector's, not the patient's)" if imager else "")
+                                 + ": the pixel size, and so every area, is unknown. Re-export the CT with its PixelSpacing")
+        if min(s.pixel_spacing) <= 0:
+            raise InputReadError(f"{source}: {os.path.basename(s.path)} has PixelSpacing {s.pixel_spacing}: spacings must be "
+                                 "positive; the file is corrupt or wrongly edited")
+    differ([tuple(round(v, 4) for v in s.pixel_spacing) for s in slices], "PixelSpacing",
+           "areas would be computed with the wrong pixel size on some slices")
+    differ([s.header.get("FrameOfReferenceUID", "") for s in slices], "FrameOfReferenceUID",
+           "two frames of reference are two scans whose positions cannot be combined")
+    differ(["RescaleIntercept" if s.header.get("RescaleIntercept") != "" else "none" for s in slices],
+           "whether RescaleIntercept is present", "a slice without its rescale would be off by about 1024 HU")
+    differ([s.header.get("ContrastBolusAgent", "") for s in slices], "ContrastBolusAgent",
+           "two contrast phases in one series are two measurements")
+    by_acquisition: dict[str, list[float]] = {}
+    for s in slices:
+        seconds = _seconds(s.header.get("AcquisitionTime", ""))
+        if seconds is not None:
+            by_acquisition.setdefault(s.header.get("AcquisitionNumber", ""), []).append(seconds)
+    if len(by_acquisition) > 1:
+        starts = sorted(min(v) for v in by_acquisition.values())
+        if starts[-1] - starts[0] > PHASE_GAP_S:
+            raise InputReadError(f"{source}: the series holds {len(by_acquisition)} acquisitions {starts[-1] - starts[0]:.0f} s "
+                                 "apart (AcquisitionNumber/AcquisitionTime): different contrast phases mixed in one series. "
+                                 "Give one phase (split the files by AcquisitionNumber)")
+
+
+def _seconds(time_text: str) -> float | None:
+    text = time_text.replace(":", "")
+    try:
+        return int(text[:2]) * 3600 + int(text[2:4]) * 60 + float(text[4:] or 0)
+    except ValueError:
+        return None
+
+
+def _angle_deg(a, b) -> float:
+    cos = float(np.clip(abs(np.dot(_normal(a), _normal(b))) / (np.linalg.norm(_normal(a)) * np.linalg.norm(_normal(b))), 0, 1))
+    return math.degrees(math.acos(cos))
 
 
 def _set_aside(slices: list[Slice], source: str, info: dict) -> list[Slice]:
@@ -223,6 +308,15 @@ def _set_aside(slices: list[Slice], source: str, info: dict) -> list[Slice]:
                 groups.append((s, [s]))
         main = max(groups, key=lambda g: len(g[1]))[1]
         chosen = {id(s) for s in main}
+        reference = main[0]
+        drifted = [s for s in keep if s.orientation is not None and reference.orientation is not None and id(s) not in chosen
+                   and (s.rows, s.cols) == (reference.rows, reference.cols)
+                   and _angle_deg(s.orientation, reference.orientation) < DRIFT_LIMIT_DEG]
+        if drifted:
+            worst = max(_angle_deg(s.orientation, reference.orientation) for s in drifted)
+            raise InputReadError(f"{source}: the slice orientation drifts within the series ({len(drifted)} slice(s) "
+                                 f"tilted up to {worst:.2f} degrees against the others): not one rigid stack, so slice "
+                                 "positions and areas cannot be trusted. Re-export the series")
         aside += [s for s in keep if id(s) not in chosen]
         keep = main
     if not keep:
@@ -331,10 +425,7 @@ def _decode_one(path: str, source: str) -> np.ndarray:
 
 def _build_image(array: np.ndarray, ordered: list[Slice], geometry: dict, info: dict) -> sitk.Image:
     first = ordered[0]
-    dy, dx = first.pixel_spacing or (1.0, 1.0)
-    if first.pixel_spacing is None:
-        info["notes"].append("no PixelSpacing in the files: 1 mm pixels assumed")
-        info["quality"]["pixel_spacing_assumed"] = True
+    dy, dx = first.pixel_spacing
     if first.orientation is None:
         direction = np.eye(3)
         info["quality"]["orientation_assumed"] = True

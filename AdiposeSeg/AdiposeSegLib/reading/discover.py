@@ -6,6 +6,7 @@ AdiposeSeg's own outputs, DICOMDIR.
 """
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 from typing import Iterable
@@ -13,7 +14,7 @@ from typing import Iterable
 from ..errors import AdiposeSegError
 
 VOLUME_SUFFIXES = (".nrrd", ".nhdr", ".nii", ".nii.gz", ".mha", ".mhd")
-OUTPUT_MARKS = (".seg.nrrd", "_labels.nrrd", "_labels.nii.gz", "_labels.nii", "_labels.mha")
+OUTPUT_MARKS = (".seg.nrrd", "_labels.nrrd", "_labels.nii.gz", "_labels.nii", "_labels.mha", "_seg.dcm", "_sr.dcm")
 LIST_SUFFIXES = (".txt", ".lst", ".list", ".csv")
 
 
@@ -50,16 +51,31 @@ def _is_output(name: str) -> bool:
     return lower.endswith(OUTPUT_MARKS) or lower.endswith("_summary.json")
 
 
+def _decode_list(path: str) -> str:
+    """A list file as text: UTF-8 (with or without the BOM Windows editors write) or UTF-16 with its BOM."""
+    import codecs
+
+    data = Path(path).read_bytes()
+    for bom, encoding in ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16")):
+        if data.startswith(bom):
+            return data.decode(encoding)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise AdiposeSegError(f"{path}: the list is neither UTF-8 nor UTF-16 with a byte-order mark (byte {exc.start}); "
+                              "save it as UTF-8") from None
+
+
 def read_list(path: str) -> list[str]:
     """Paths in a list file, relative ones taken from the list's folder; a CSV gives its first column."""
     import csv
 
     base = Path(path).parent
-    with open(path, newline="") as fh:
-        if path.lower().endswith(".csv"):
-            lines = [row[0] if row else "" for row in csv.reader(fh)]
-        else:
-            lines = fh.read().splitlines()
+    text = _decode_list(path)
+    if path.lower().endswith(".csv"):
+        lines = [row[0] if row else "" for row in csv.reader(io.StringIO(text, newline=""))]
+    else:
+        lines = text.splitlines()
     out = []
     for line in (line.strip() for line in lines):
         if not line or line.startswith("#") or line.lower() in ("path", "input", "source"):
@@ -97,6 +113,6 @@ def _walk(root: str) -> list[str]:
         for name in files:
             if is_volume_file(name) and not _is_output(name):
                 found.append(os.path.join(folder, name))
-        if any(looks_like_dicom(os.path.join(folder, f)) for f in files if not is_volume_file(f)):
+        if any(looks_like_dicom(os.path.join(folder, f)) for f in files if not is_volume_file(f) and not _is_output(f)):
             found.append(folder)
     return found

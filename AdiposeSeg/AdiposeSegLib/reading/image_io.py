@@ -9,9 +9,14 @@ import SimpleITK as sitk
 from . import dicom
 from .discover import is_volume_file, looks_like_dicom
 from ..errors import ImageShapeError, InputReadError, NotCTError
+from .anatomy_checks import check_patient_anatomy, check_slices_consistent
+from .nifti_header import check_nifti_transforms
 from .hu_checks import check_hounsfield, check_body_size, replace_outside_fov_nan
+from .orientation import axial_axis
 
 MIN_INPLANE_PIXELS = 32
+OBLIQUE_NOTE_DEG = 3.0
+OBLIQUE_REFUSE_DEG = 10.0
 
 
 def read_ct(path: str | os.PathLike, series_uid: str | None = None, info: dict | None = None) -> sitk.Image:
@@ -35,6 +40,8 @@ def read_ct(path: str | os.PathLike, series_uid: str | None = None, info: dict |
         image = dicom.read_files([source], source, info)
     else:
         info["format"] = "volume file"
+        if source.lower().endswith((".nii", ".nii.gz")):
+            check_nifti_transforms(source, info)
         image = _read_volume_file(source)
     return validate_ct(image, source, info)
 
@@ -129,6 +136,30 @@ def _check_size(source: str, image: sitk.Image) -> None:
         raise InputReadError(f"{source}: the file is truncated or corrupt ({have} bytes, the image needs {needed}); copy it again from its source")
 
 
+def check_geometry(image: sitk.Image, source: str, info: dict) -> None:
+    """Axes must be perpendicular (a sheared grid has no true pixel area) and the slices near axial:
+    an oblique cross-section of the trunk is larger than the axial one by 1/cos(angle)."""
+    direction = np.array(image.GetDirection()).reshape(3, 3)
+    gram = direction.T @ direction
+    if not np.allclose(gram, np.eye(3), atol=1e-3):
+        off = float(np.degrees(np.arccos(np.clip(abs(gram[0, 1]), 0.0, 1.0))))
+        raise ImageShapeError(f"{source}: the image axes are not perpendicular (in-plane axes at {off:.1f} degrees, or not "
+                              "unit length): a sheared grid, whose pixel areas are not what its spacing says. Re-export "
+                              "the CT on an orthogonal grid")
+    axis = axial_axis(image)[0]
+    others = [a for a in range(3) if a != axis]
+    normal = np.cross(direction[:, others[0]], direction[:, others[1]])
+    angle = float(np.degrees(np.arccos(np.clip(abs(normal[2]), 0.0, 1.0))))
+    if angle > OBLIQUE_REFUSE_DEG:
+        raise ImageShapeError(f"{source}: the slices are oblique, {angle:.1f} degrees from axial: cross-section areas "
+                              f"would be about {100 / np.cos(np.radians(angle)) - 100:.0f}% larger than axial ones. "
+                              f"Reformat to axial slices (at most {OBLIQUE_REFUSE_DEG:.0f} degrees) and retry")
+    if angle > OBLIQUE_NOTE_DEG:
+        info["quality"]["oblique_deg"] = round(angle, 1)
+        info["notes"].append(f"the slices are {angle:.1f} degrees from axial: areas are about "
+                             f"{100 / np.cos(np.radians(angle)) - 100:.1f}% larger than on true axial slices")
+
+
 def validate_ct(image: sitk.Image, source: str = "image", info: dict | None = None) -> sitk.Image:
     """Check that an image can be a CT in HU; return it as a 3D scalar image (int16 or float32).
 
@@ -159,6 +190,7 @@ def validate_ct(image: sitk.Image, source: str = "image", info: dict | None = No
         )
     if any(s <= 0 for s in image.GetSpacing()):
         raise ImageShapeError(f"{source}: invalid voxel spacing {image.GetSpacing()}")
+    check_geometry(image, source, info)
     image = replace_outside_fov_nan(image, source, info)
     values = sitk.GetArrayViewFromImage(image)
     lo, hi = float(values.min()), float(values.max())
@@ -166,6 +198,8 @@ def validate_ct(image: sitk.Image, source: str = "image", info: dict | None = No
         raise ImageShapeError(f"{source}: the image is empty, every voxel is {lo:g}")
     check_hounsfield(values, source)
     check_body_size(values, image.GetSpacing(), source)
+    check_slices_consistent(values, 2 - axial_axis(image)[0], source)
+    check_patient_anatomy(image, source)
     if image.GetPixelID() in (sitk.sitkInt16, sitk.sitkFloat32):
         return image
     if np.issubdtype(values.dtype, np.integer) and lo >= -32768 and hi <= 32767:

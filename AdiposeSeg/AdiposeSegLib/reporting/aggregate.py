@@ -9,10 +9,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import os
 from pathlib import Path
 
 from .safe_write import write_text
+from ..errors import AdiposeSegError
+from ..running.identity import case_id_in
 from ..tissues import LABELS, NAMES
 
 SUMMARY_COLUMNS = (["case_id", "status", "source", "series_uid", "input_sha256", "model", "model_weights_sha256",
@@ -71,21 +74,60 @@ def summary_csv_text(records: list[dict]) -> str:
     return buf.getvalue()
 
 
+class CorruptRecord(ValueError):
+    """A result file that exists but cannot be read as one (truncated, edited, another program's)."""
+
+
 def _read(path: Path) -> dict | None:
+    """A case's result or failure record; None when absent; CorruptRecord when present but unreadable."""
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
+        text = path.read_text()
+    except FileNotFoundError:
         return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CorruptRecord(f"{path}: cannot be read ({exc})") from None
+    try:
+        record = json.loads(text)
+    except ValueError as exc:
+        raise CorruptRecord(f"{path}: not valid JSON ({exc}; truncated?)") from None
+    if not isinstance(record, dict) or record.get("status") not in ("done", "failed"):
+        raise CorruptRecord(f"{path}: not an AdiposeSeg result record")
+    return record
 
 
 def case_record(out_root: Path, case_id: str) -> dict | None:
-    """The case's current state on disk: its result, or its failure when that is newer; None when absent."""
+    """The case's current state on disk: its result, or its failure when that is newer; None when absent.
+    A corrupt record file makes the case failed, naming the file: never a row with guessed numbers."""
     folder = out_root / case_id
-    done = _read(folder / f"{case_id}_summary.json")
-    failed = _read(folder / f"{case_id}_failed.json")
+    try:
+        done = _read(folder / f"{case_id}_summary.json")
+        failed = _read(folder / f"{case_id}_failed.json")
+    except CorruptRecord as exc:
+        return {"case_id": case_id, "status": "failed", "source": "", "message": f"{exc}; run the case again"}
     if done and failed:
         return failed if failed.get("date", "") >= done.get("date", "") else done
     return done or failed
+
+
+def check_shards_complete(out_root: Path) -> None:
+    """Without a manifest, only the shards' own tables say which cases should be there: all shards of
+    one count must have run, and no two counts may be mixed (cases of a missing share would be absent
+    from the table without a trace)."""
+    found: dict[int, set[int]] = {}
+    for path in (out_root / "shards").glob("summary-*-of-*.csv"):
+        match = re.fullmatch(r"summary-(\d+)-of-(\d+)\.csv", path.name)
+        if match:
+            found.setdefault(int(match.group(2)), set()).add(int(match.group(1)))
+    if len(found) > 1:
+        raise AdiposeSegError(f"{out_root}: shards of different counts ran into this folder "
+                              f"({', '.join(f'{len(v)} of {n}' for n, v in sorted(found.items()))}): the cohort may lack "
+                              "the cases of a share that never ran. Aggregate with --manifest (the full input list), "
+                              "or run all shards of one count")
+    for count, done in found.items():
+        absent = sorted(set(range(count)) - done)
+        if absent:
+            raise AdiposeSegError(f"{out_root}: shard(s) {', '.join(f'{i}/{count}' for i in absent)} have not run: their "
+                                  "cases would be missing from the table without a trace. Run them, or aggregate with --manifest")
 
 
 def aggregate(out_root: str | os.PathLike, manifest: list[tuple[str, str]] | None = None,
@@ -101,8 +143,11 @@ def aggregate(out_root: str | os.PathLike, manifest: list[tuple[str, str]] | Non
         manifest = sorted((d.name, "") for d in out_root.iterdir()
                           if d.is_dir() and not d.name.startswith(".") and d.name != "shards"
                           and ((d / f"{d.name}_summary.json").is_file() or (d / f"{d.name}_failed.json").is_file()))
+        check_shards_complete(out_root)
     records, report = [], {"done": [], "failed": [], "missing": [], "cancelled": []}
     for case_id, source in manifest:
+        if source:
+            case_id = case_id_in(out_root, case_id, source)   # never another input's folder of the same name
         record = case_record(out_root, case_id)
         outcome = by_run.get(case_id)
         if outcome is not None and outcome.status == "cancelled":

@@ -113,7 +113,7 @@ def publish(staged: dict[str, Path], destination: str | os.PathLike, marker: str
             backup.unlink()
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -154,7 +154,7 @@ def clean_leftovers(folder: str | os.PathLike, max_age_s: float = 24 * 3600) -> 
             age = time.time() - entry.stat().st_mtime
         except OSError:
             continue
-        if not ((owner_host == host and not _alive(pid)) or age > max_age_s):
+        if not ((owner_host == host and not process_alive(pid)) or age > max_age_s):
             continue
         if entry.is_dir():
             shutil.rmtree(entry, ignore_errors=True)

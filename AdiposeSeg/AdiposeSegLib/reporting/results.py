@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..running.identity import strip_suffix
+from ..running.identity import bounded_id, strip_suffix
 from ..reading.orientation import axial_count
 from ..measuring.indices import level_report
 from ..model.model_card import LoadedModel
@@ -36,7 +36,7 @@ class OutputFiles:
 def case_id_for(path: str | os.PathLike) -> str:
     """A single scan's case id: its file or folder name without the image suffix."""
     name = Path(os.path.abspath(str(path)).rstrip("/\\")).name
-    return strip_suffix(name)
+    return bounded_id(strip_suffix(name))
 
 
 def result_names(case_id: str) -> list[str]:

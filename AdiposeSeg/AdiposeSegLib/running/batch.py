@@ -20,7 +20,8 @@ from typing import Callable
 from ..reporting.aggregate import aggregate, summary_csv_text
 from ..reading.discover import find_inputs  # noqa: F401  (part of the batch API)
 from ..errors import AdiposeSegError, Cancelled
-from .identity import case_ids, input_identity, run_key
+from .identity import case_id_in, case_ids, check_unchanged, file_states, input_files, input_identity, run_key
+from .output_lock import output_lock
 from ..reading.dicom import dicom_files, seg_sources
 from ..reading.image_io import read_ct
 from ..reading.patients import merged, patient_for
@@ -80,12 +81,13 @@ def _same_result(summary: dict, identity: dict, key: dict, patient: dict | None 
 def process_case(path: str, case_id: str, out_root: Path, model: LoadedModel, options: SegmentOptions,
                  control: RunControl, labelmap_format: str | None, key: dict, skip_done: bool = True,
                  patient: dict | None = None, dicom_seg: bool | None = None,
-                 dicom_options: dict | None = None) -> CaseOutcome:
+                 dicom_options: dict | None = None, shard: tuple[int, int] | None = None) -> CaseOutcome:
     case_dir = out_root / case_id
     clean_leftovers(case_dir)
     summary_file = case_dir / f"{case_id}_summary.json"
     t0 = time.perf_counter()
     try:
+        states = file_states(input_files(path))
         identity = identity_for(path)
     except OSError as exc:
         return _failed(case_dir, case_id, path, f"{path}: cannot be read ({exc.strerror or exc})", key, {"path": path}, t0)
@@ -94,19 +96,25 @@ def process_case(path: str, case_id: str, out_root: Path, model: LoadedModel, op
         try:
             previous = json.loads(summary_file.read_text())
         except (OSError, ValueError):
-            previous = {}
-        if skip_done and _same_result(previous, identity, key, patient):
+            previous = None
+        if not isinstance(previous, dict) or not isinstance(previous.get("input", {}), dict):
+            previous, changed = {}, "the earlier result file was unreadable"
+        elif skip_done and _same_result(previous, identity, key, patient):
             return CaseOutcome(case_id, "skipped", path, "already done with this input, model and options", previous)
-        changed = ("the input changed" if (previous.get("input") or {}).get("fingerprint") != identity["fingerprint"]
-                   else "the model, options or labelling rules changed" if previous.get("run") != key else "the patient data or L3 changed")
+        else:
+            changed = ("the input changed" if (previous.get("input") or {}).get("fingerprint") != identity["fingerprint"]
+                       else "the model, options or labelling rules changed" if previous.get("run") != key
+                       else "the patient data or L3 changed")
         note = "computed again: " + changed
     try:
         info: dict = {}
         image = read_ct(path, info=info)
+        check_unchanged(path, states)   # the fingerprint is of what was read
         identity["series_uid"] = (info.get("series") or {}).get("uid", "")
         l3 = (patient or {}).get("l3_slice")
         result = segment_image(image, model, options, control, l3_slice=l3)
-        extra = summary_extra(identity, key, info, given_per_case=_given(patient))
+        extra = summary_extra(identity, key, info, given_per_case=_given(patient),
+                              **({"shard": {"index": shard[0], "count": shard[1]}} if shard else {}))
         write_results(result, case_dir, case_id, model, source=path, labelmap_format=labelmap_format,
                       overwrite=True, extra=extra, patient=merged(info.get("patient"), patient),
                       dicom_sources=seg_sources(info, dicom_seg), dicom_options=dicom_options)
@@ -144,10 +152,17 @@ def run_batch(inputs: list[str], out_dir: str | os.PathLike, model: LoadedModel,
     options = options or SegmentOptions()
     control = control or RunControl()
     out_root = Path(out_dir)
-    out_root.mkdir(parents=True, exist_ok=True)
+    with output_lock(out_root, shard):
+        return _run_locked(inputs, out_root, model, options, workers, control, labelmap_format, on_case, shard, patients,
+                           dicom_seg, dicom_options)
+
+
+def _run_locked(inputs, out_root, model, options, workers, control, labelmap_format, on_case, shard, patients,
+                dicom_seg, dicom_options):
     clean_leftovers(out_root)
-    ids = case_ids(inputs)
-    mine = [i for i in range(len(inputs)) if in_shard(ids[i], shard)]
+    base = case_ids(inputs)
+    ids = [case_id_in(out_root, b, p) for b, p in zip(base, inputs)]
+    mine = [i for i in range(len(inputs)) if in_shard(base[i], shard)]
     key = run_key(model, options)
     outcomes: list[CaseOutcome | None] = [None] * len(mine)
 
@@ -156,8 +171,8 @@ def run_batch(inputs: list[str], out_dir: str | os.PathLike, model: LoadedModel,
         if control.cancelled:
             return CaseOutcome(ids[i], "cancelled", inputs[i], "cancelled")
         outcome = process_case(inputs[i], ids[i], out_root, model, options, RunControl(None, control.cancel_event),
-                               labelmap_format, key, patient=patient_for(patients, ids[i], inputs[i]), dicom_seg=dicom_seg,
-                               dicom_options=dicom_options)
+                               labelmap_format, key, patient=patient_for(patients, base[i], inputs[i]), dicom_seg=dicom_seg,
+                               dicom_options=dicom_options, shard=shard)
         if on_case:
             on_case(outcome)
         return outcome
@@ -182,3 +197,10 @@ def _row_from_outcome(o: CaseOutcome) -> dict:
     record.update({"case_id": o.case_id, "status": o.status, "source": o.source, "message": o.message,
                    "seconds": f"{o.seconds:.2f}"})
     return record
+
+
+def outside_folder(inputs: list[str], folder: str | os.PathLike) -> list[str]:
+    """The inputs that do not lie inside `folder` (a batch's own output folder inside its input tree
+    would otherwise be taken as a case)."""
+    root = Path(folder).resolve()
+    return [p for p in inputs if not (Path(p).resolve() == root or root in Path(p).resolve().parents)]

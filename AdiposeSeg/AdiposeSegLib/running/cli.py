@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -103,7 +104,7 @@ def _progress_bar(total: int, desc: str, quiet: bool):
 
 
 def cmd_segment(args) -> int:
-    from .identity import input_identity, run_key
+    from .identity import bounded_id, check_unchanged, file_states, input_files, input_identity, run_key
     from ..reading.image_io import read_ct
     from ..model.model_card import load_model
     from .pipeline import segment_image
@@ -113,13 +114,16 @@ def cmd_segment(args) -> int:
     from ..reporting.results import case_id_for, summary_extra, write_results
 
     options = _options(args)
-    case_id = args.case_id or case_id_for(args.input)
+    case_id = bounded_id(args.case_id) if args.case_id else case_id_for(args.input)
     given = _given_patient(args, case_id)
     if args.l3 == "auto":   # the patients file's L3, else the level found on the bone
         args.l3 = given.get("l3_slice") if given else None
     t0 = time.perf_counter()
     info: dict = {}
+    states = file_states(input_files(args.input)) if os.path.exists(args.input) else {}
     image = read_ct(args.input, args.series_uid, info=info)
+    check_unchanged(args.input, states)
+    identity = input_identity(args.input, (info.get("series") or {}).get("uid", ""), info.get("files"))
     read_s = time.perf_counter() - t0
     model = load_model(args.model)
     if args.l3 is not None:
@@ -139,7 +143,6 @@ def cmd_segment(args) -> int:
     finally:
         bar.close()
     result.timings["read_s"] = read_s
-    identity = input_identity(args.input, (info.get("series") or {}).get("uid", ""), info.get("files"))
     extra = summary_extra(identity, run_key(model, options), info)
     t1 = time.perf_counter()
     files = write_results(result, args.output, case_id, model, source=str(args.input), labelmap_format=args.labelmap,
@@ -218,11 +221,11 @@ def _given_patient(args, case_id: str) -> dict | None:
 def cmd_batch(args) -> int:
     from tqdm import tqdm
 
-    from .batch import find_inputs, parse_shard, run_batch
+    from .batch import find_inputs, outside_folder, parse_shard, run_batch
     from ..model.model_card import load_model
 
     shard = parse_shard(args.shard) if args.shard else None
-    inputs = find_inputs(args.input)
+    inputs = outside_folder(find_inputs(args.input), args.output)
     if not inputs:
         raise AdiposeSegError(f"{args.input}: no scans found (looked for .nrrd/.nii/.nii.gz/.mha files and DICOM folders, at any depth)")
     model = load_model(args.model)

@@ -73,9 +73,21 @@ def run_key(model, options: SegmentOptions) -> dict:
             "options": opts, "label_rules": LABEL_RULES}
 
 
+MAX_ID_CHARS = 100   # + "_prediction.seg.nrrd" and the like stays far below the 255-byte name limit
+
+
 def safe_name(text: str) -> str:
-    """A file-name-safe id: runs of other characters become "_", no leading/trailing dots."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("._") or "case"
+    """A file-name-safe id: runs of other characters become "_", no leading/trailing dots; a long
+    one is cut and keeps a hash of the whole, so two long names still differ."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("._") or "case"
+    if len(name) > MAX_ID_CHARS:
+        name = name[:MAX_ID_CHARS - 9].rstrip("._") + "_" + hashlib.sha1(text.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    return name
+
+
+def bounded_id(name: str) -> str:
+    """A case id as given, unless it would make file names over the 255-byte limit: then cut, with a hash."""
+    return name if len(name.encode("utf-8", "surrogateescape")) <= MAX_ID_CHARS else safe_name(name)
 
 
 def strip_suffix(name: str) -> str:
@@ -102,3 +114,60 @@ def case_ids(inputs: list[str]) -> list[str]:
         counts[cid.lower()] = counts.get(cid.lower(), 0) + 1
     return [f"{cid}_{hashlib.sha1(path.encode()).hexdigest()[:8]}" if counts[cid.lower()] > 1 else cid
             for cid, path in zip(ids, resolved)]
+
+
+def input_files(source: str | os.PathLike) -> list[str]:
+    """The files a scan is read from: a volume file, or every DICOM file of a folder."""
+    from ..reading.dicom import dicom_files
+
+    return dicom_files(str(source)) if os.path.isdir(source) else [str(source)]
+
+
+def file_states(files: list[str]) -> dict:
+    """What changes when a file is rewritten or replaced (size, modification time, inode)."""
+    states = {}
+    for path in files:
+        try:
+            st = os.stat(path)
+            states[path] = (st.st_size, st.st_mtime_ns, st.st_ino)
+        except OSError:
+            states[path] = None
+    return states
+
+
+def check_unchanged(source: str | os.PathLike, before: dict) -> None:
+    """The input must be what it was when its fingerprint was taken: a scan replaced while it was
+    read would record one content's fingerprint beside another's numbers."""
+    from ..errors import InputReadError
+
+    after = file_states(list(before)) | {p: (0, 0, 0) for p in input_files(source) if p not in before}
+    changed = sorted(p for p in after if after[p] != before.get(p))
+    if changed:
+        raise InputReadError(f"{source}: changed while it was being read ({os.path.basename(changed[0])}"
+                             f"{' and ' + str(len(changed) - 1) + ' more' if len(changed) > 1 else ''}); nothing measured. "
+                             "Run it again once the copy is complete")
+
+
+def recorded_input(out_root: str | os.PathLike, case_id: str) -> str | None:
+    """The input path a case folder's result (or failure) was made from; None when it holds none."""
+    import json
+
+    for name in (f"{case_id}_summary.json", f"{case_id}_failed.json"):
+        try:
+            record = json.loads((Path(out_root) / case_id / name).read_text())
+            path = (record.get("input") or {}).get("path")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if path:
+            return str(path)
+    return None
+
+
+def case_id_in(out_root: str | os.PathLike, case_id: str, source: str | os.PathLike) -> str:
+    """This input's case folder in OUT: its id, unless that folder holds another input's result (two
+    sites laid out alike, batched one after the other): then the id with a hash of the input's path."""
+    mine = str(Path(source).resolve())
+    other = recorded_input(out_root, case_id)
+    if other is None or other == mine:
+        return case_id
+    return f"{case_id}_{hashlib.sha1(mine.encode('utf-8', 'surrogateescape')).hexdigest()[:8]}"

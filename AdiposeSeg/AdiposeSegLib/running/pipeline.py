@@ -11,6 +11,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..model.device import resolve_device
+from ..reading.anatomy_checks import anatomy_flags
 from ..reading.image_io import validate_ct
 from ..reading.image_views import image_view
 from ..model.model_card import LoadedModel
@@ -160,6 +161,9 @@ def segment_image(
                                sums=(counts, sums))
     stats.notes.extend(report.notes if report else [])
     quality = quality_flags(part, spacing, np.arange(start, stop))
+    flags, flag_notes = anatomy_flags(hu[start:stop], part, spacing, np.arange(start, stop))
+    quality.update(flags)
+    stats.notes.extend(flag_notes)
     if not options.include_arms:
         found, looked = arms_in_view(hu[start:stop], spacing[0] * spacing[1], every=max(1, round(ARMS_EVERY_MM / spacing[2])))
         if found:
