@@ -297,3 +297,23 @@ def test_a_body_narrower_than_the_validated_adults_is_flagged(small_ct, default_
     assert "small_body_mm" not in adult.quality
     assert 180 < small.quality["small_body_mm"] < 260
     assert any("validated" in n for n in small.statistics.notes)
+
+
+def test_no_level_of_the_real_scan_is_refused_on_its_own(example_ct):
+    """Every 5-slice z-crop of the real CT, from the hips (a prosthesis, the pubic symphysis in front)
+    to the chest: the anatomy checks must not mistake a level for a flip or a phantom."""
+    image = read_ct(example_ct)
+    for start in range(0, image.GetSize()[2] - 5, 5):
+        validate_ct(image[:, :, start:start + 5], f"slices {start}..{start + 4}")
+
+
+def test_the_real_hip_prosthesis_is_flagged_as_metal(example_ct):
+    from AdiposeSegLib.reading.anatomy_checks import anatomy_flags
+    from AdiposeSegLib.reading.orientation import to_canonical
+
+    canonical = to_canonical(read_ct(example_ct))
+    hu = sitk.GetArrayFromImage(canonical)
+    flags, notes = anatomy_flags(hu, np.zeros(hu.shape, np.uint8), canonical.GetSpacing(), np.arange(hu.shape[0]))
+    metal = flags["metal_artifact"]
+    assert metal["first_slice"] <= 3 and 3 <= metal["slices"] <= 25 and metal["last_slice"] < 30   # the left hip only
+    assert "small_body_mm" not in flags and notes

@@ -56,14 +56,15 @@ def web(tmp_path_factory, real_ct_dir, deidentified_dicom):
             break
     if process.poll() is not None:
         pytest.fail("the web app did not start:\n" + "".join(lines))
+    url = re.search(r"(http://\S+)", lines[-1]).group(1)
     time.sleep(1.0)
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1600, "height": 900})
-        page.goto(f"http://127.0.0.1:{port}/")
+        page.goto(url)
         page.wait_for_selector("#segment-button", timeout=60000)
-        yield {"page": page, "dataset": dataset, "roots": roots, "outside": outside, "log": lines,
-               "dicom": deidentified_dicom(("PatientBirthDate", "AccessionNumber"))}
+        yield {"page": page, "dataset": dataset, "roots": roots, "outside": outside, "log": lines, "url": url,
+               "port": port, "browser": browser, "dicom": deidentified_dicom(("PatientBirthDate", "AccessionNumber"))}
         browser.close()
     process.terminate()
     process.wait(10)
@@ -261,3 +262,157 @@ def test_a_dicom_series_exports_seg_and_sr_and_replaces_with_a_predecessor(web):
     predecessor = sr.PredecessorDocumentsSequence[0].ReferencedSeriesSequence[0].ReferencedSOPSequence[0]
     assert predecessor.ReferencedSOPInstanceUID == first_sr.SOPInstanceUID
     assert sr.SeriesNumber != first_sr.SeriesNumber
+
+
+# -- security (issue 22): the port is reachable from any page the user's browser opens
+def _run_async(coroutine):
+    """Playwright's sync API keeps an event loop in this thread: run a raw client in another."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+def _open_error(page, name):
+    page.evaluate("() => window.trame.state.set('error', '')")
+    page.evaluate("name => window.trame.state.set('scan', name)", str(name))
+    page.click("#open-button")
+    page.wait_for_function("(document.querySelector('#error')?.innerText || '').length > 0", timeout=30000)
+    return page.inner_text("#error")
+
+
+def test_a_folder_of_symlinks_to_outside_files_is_refused(web, dicom_j2k):
+    import shutil
+
+    outside_series = web["outside"] / "series"
+    shutil.copytree(dicom_j2k, outside_series)
+    linked = web["roots"] / "linked"
+    linked.mkdir()
+    for f in outside_series.iterdir():
+        (linked / f.name).symlink_to(f)
+    message = _open_error(web["page"], linked)
+    assert "lies outside the data folders" in message
+    assert not any((web["dataset"] / "images").glob("linked*")) if (web["dataset"] / "images").exists() else True
+
+
+def test_a_detached_header_pointing_outside_is_refused(web, example_ct_sm):
+    import SimpleITK as sitk
+
+    sitk.WriteImage(sitk.ReadImage(str(example_ct_sm)), str(web["outside"] / "secret.nhdr"))
+    header = (web["outside"] / "secret.nhdr").read_text().replace("data file: secret.raw", "data file: ../outside/secret.raw")
+    (web["roots"] / "evil.nhdr").write_text(header)
+    assert "data file: ../outside/secret.raw" in header
+    assert "lies outside the data folders" in _open_error(web["page"], web["roots"] / "evil.nhdr")
+
+
+def test_an_uploaded_header_naming_an_absolute_outside_file_is_refused(web, tmp_path):
+    page = web["page"]
+    mhd = tmp_path / "evil.mhd"
+    mhd.write_text("ObjectType = Image\nNDims = 3\nDimSize = 64 64 4\nElementSpacing = 1 1 1\nElementType = MET_SHORT\n"
+                   f"ElementDataFile = {web['outside'] / 'secret.raw'}\n")
+    assert len(mhd.read_bytes()) < 300
+    page.evaluate("() => window.trame.state.set('error', '')")
+    page.locator("input[type=file]").first.set_input_files(str(mhd))
+    page.wait_for_function("(document.querySelector('#error')?.innerText || '').includes('outside')", timeout=30000)
+    assert "lies outside the upload" in page.inner_text("#error")
+
+
+def test_an_upload_declaring_a_small_size_is_counted_as_it_arrived(web):
+    """4.5 MB sent in chunks by a client that declares 1 byte, under a 4 MB limit: refused before anything is written."""
+    page = web["page"]
+    page.evaluate("() => window.trame.state.set('error', '')")
+    page.evaluate("""() => {
+        const chunks = Array.from({length: 9}, () => new Uint8Array(512 * 1024).buffer);
+        window.trame.trigger('upload', [[{name: 'big.nrrd', size: 1, type: '', content: chunks}]]);
+    }""")
+    page.wait_for_function("(document.querySelector('#error')?.innerText || '').includes('limit')", timeout=30000)
+    assert "the upload is 4 MB, over this server's limit of 4 MB" in page.inner_text("#error") or \
+        "over this server's limit of 4 MB" in page.inner_text("#error")
+
+
+def test_a_gzip_bomb_is_refused_before_it_is_inflated(web, tmp_path):
+    import gzip
+    import struct
+
+    header = bytearray(352)
+    header[0:4] = struct.pack("<i", 348)
+    header[40:56] = struct.pack("<8h", 3, 512, 512, 400, 1, 1, 1, 1)
+    header[70:72] = struct.pack("<h", 4)          # int16
+    header[72:74] = struct.pack("<h", 16)
+    header[76:108] = struct.pack("<8f", 1, 0.8, 0.8, 1, 0, 0, 0, 0)
+    header[108:112] = struct.pack("<f", 352)
+    header[344:348] = b"n+1\0"
+    bomb = tmp_path / "bomb.nii.gz"
+    with gzip.open(bomb, "wb", compresslevel=9) as fh:
+        fh.write(bytes(header))
+        zeros = bytes(1 << 20)
+        for _ in range(200):                       # 200 MB of voxels in about 200 KB
+            fh.write(zeros)
+    assert bomb.stat().st_size < 1024 * 1024
+    page = web["page"]
+    page.evaluate("() => window.trame.state.set('error', '')")
+    page.locator("input[type=file]").first.set_input_files(str(bomb))
+    page.wait_for_function("(document.querySelector('#error')?.innerText || '').includes('inflates')", timeout=60000)
+    assert "over 16 times this server's upload limit" in page.inner_text("#error")
+
+
+def test_a_malformed_request_gets_one_line_not_a_traceback(web):
+    """A trigger called with arguments it does not take: the page gets one line, the log the traceback."""
+    page = web["page"]
+    reply = page.evaluate("""async () => {
+        try { await window.trame.trigger('upload', [1, {x: 2}, 3]); return 'no error'; }
+        catch (e) { return JSON.stringify(e); }
+    }""")
+    assert "the details are in the server's log" in reply
+    assert "Traceback" not in reply and ".py" not in reply and "site-packages" not in reply
+
+
+def test_a_cross_origin_websocket_is_refused(web):
+    import aiohttp
+
+    async def attempt(origin):
+        async with aiohttp.ClientSession() as session:
+            try:
+                async with session.ws_connect(f"http://127.0.0.1:{web['port']}/ws", headers={"Origin": origin}):
+                    return 101
+            except aiohttp.WSServerHandshakeError as exc:
+                return exc.status
+
+    assert _run_async(attempt("http://evil.example")) == 403
+    assert _run_async(attempt(f"http://127.0.0.1:{web['port']}")) == 403   # right origin, but no session cookie
+
+
+def test_a_second_browser_session_is_refused_and_says_so(web):
+    other = web["browser"].new_context()
+    page = other.new_page()
+    response = page.goto(web["url"])
+    assert response.status == 409 and "in use by another browser session" in page.inner_text("#busy")
+    other.close()
+    first = web["page"]                      # the first session still works
+    first.evaluate("() => window.trame.state.set('error', '')")
+    assert "outside the data folders" in _open_error(first, "/etc/passwd")
+
+
+def test_the_secret_is_per_launch_and_the_default_one_is_refused(web):
+    import aiohttp
+
+    secret = re.search(r"secret=([^&\s]+)", web["url"]).group(1)
+    assert len(secret) >= 24 and secret != "wslink-secret"
+    cookies = {c["name"]: c["value"] for c in web["page"].context.cookies()}
+
+    async def hello(token):
+        from wslink.chunking import generate_chunks
+        import msgpack
+
+        base = f"http://127.0.0.1:{web['port']}"
+        async with aiohttp.ClientSession(cookies=cookies) as session:
+            async with session.ws_connect(f"{base}/ws", headers={"Origin": base}) as ws:
+                message = msgpack.packb({"wslink": "1.0", "id": "system:c0:0", "method": "wslink.hello",
+                                         "args": [{"secret": token}], "kwargs": {}})
+                for chunk in generate_chunks(message, 1 << 20):
+                    await ws.send_bytes(chunk)
+                reply = await ws.receive(timeout=10)
+                return bytes(reply.data)
+
+    assert b"Authentication failed" in _run_async(hello("wslink-secret"))

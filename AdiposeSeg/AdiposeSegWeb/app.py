@@ -29,6 +29,7 @@ from AdiposeSegLib.reading.image_io import read_ct
 from AdiposeSegLib.scene import SceneLogic, volume_node_from_image
 from AdiposeSegLib.tissues import LABELS, NAMES, SegmentOptions
 
+from .guard import SessionGuard
 from .paths import DEFAULT_UPLOAD_LIMIT_MB, DataRoots, save_uploads
 from .tables import area_plot_svg, level_rows, slice_rows
 
@@ -41,6 +42,9 @@ class AdiposeSegWeb(TrameApp):
                  encoder: str = "png", upload_limit_mb: float = DEFAULT_UPLOAD_LIMIT_MB, server=None):
         super().__init__(server)
         self.upload_limit = int(upload_limit_mb * 1024 ** 2)
+        self.guard = SessionGuard(self.upload_limit)
+        self.server.cli.set_defaults(authKey=self.guard.secret)   # the page's URL carries it: ?secret=...
+        self.ctrl.on_server_bind.add(self.guard.bind)
         self.upload_dir = Path(tempfile.mkdtemp(prefix="adiposeseg-uploads-"))
         roots.add(self.upload_dir)
         self.server.enable_module(trame_slicer_module)
@@ -57,6 +61,7 @@ class AdiposeSegWeb(TrameApp):
         # the engine runs in a child process with this interpreter (the one that has torch)
         self.logic = SceneLogic(self.slicer_app.scene, model_dir=model_dir, options=SegmentOptions(device=device),
                                 python=sys.executable)
+        self.server.trigger("upload")(self.upload)
         self.volume = None
         self.source_files: list[str] = []   # the loaded DICOM series' files, slice k = file k
         self.job = None
@@ -103,6 +108,8 @@ class AdiposeSegWeb(TrameApp):
         self.state.error = ""
         try:
             path = self.roots.resolve(name or self.state.scan or "")
+            upload = self.upload_dir.resolve()
+            self.roots.check_reads(path, own_folder=next((p for p in [path, *path.parents] if p.parent == upload), None))
             info: dict = {}
             image = read_ct(str(path), info=info)
         except AdiposeSegError as exc:
@@ -264,6 +271,14 @@ class AdiposeSegWeb(TrameApp):
             self.fail(f"{type(exc).__name__}: {exc}")
 
     # ------------------------------------------------------------------ page
+    def _upload_script(self) -> str:
+        """Too big is said before a byte is sent (the server also refuses any message over the limit)."""
+        limit_mb = f"{self.upload_limit / 1024 ** 2:.0f}"
+        total = "Array.from($event.target.files).reduce((a, f) => a + f.size, 0)"
+        return (f"{total} > {self.upload_limit} ? (error = 'the upload is ' + Math.round({total} / 1048576) + "
+                f"' MB, over this server\\'s limit of {limit_mb} MB; put the scan in a data folder instead') : "
+                "trigger('upload', [$event.target.files])")
+
     def _build_ui(self):
         with SinglePageWithDrawerLayout(self.server, theme="dark") as self.ui:
             self.ui.title.set_text("AdiposeSeg")
@@ -274,8 +289,7 @@ class AdiposeSegWeb(TrameApp):
                 v3.VBtn("Open", click=self.open_scan, id="open-button", classes="ml-2", disabled=("running",))
                 v3.VFileInput(multiple=True, hide_input=True, density="compact", prepend_icon="mdi-upload", id="upload",
                               hide_details=True, style="max-width: 48px;", disabled=("running",),
-                              change=(f"trigger('{self.server.controller.trigger_name(self.upload)}', "
-                                      "[$event.target.files])"))
+                              change=self._upload_script())
             with self.ui.drawer:
                 self.ui.drawer.width = 420
                 with v3.VTabs(v_model=("tab", "adiposeseg"), density="compact"):

@@ -33,10 +33,15 @@ def run_web(paths: list[str], data_roots: list[str], host: str = "127.0.0.1", po
         app.open_scan(app.state.scan)
     if host not in LOCAL_HOSTS:
         print(f"adiposeseg web: WARNING: listening on {host}, reachable from other machines; there is no login, "
-              "anyone who reaches the port can open the CTs in the data folders", file=sys.stderr)
-    print(f"adiposeseg web: http://{'127.0.0.1' if host in LOCAL_HOSTS else host}:{port}/  (data folders: "
+              "anyone who has the URL below (its secret) can open the CTs in the data folders", file=sys.stderr)
+    url = f"http://{'127.0.0.1' if host in LOCAL_HOSTS else host}:{port}/?secret={app.guard.secret}"
+    if open_browser:   # trame's own opener would leave the secret out
+        import webbrowser
+
+        app.ctrl.on_server_ready.add(lambda **_: webbrowser.open(url))
+    print(f"adiposeseg web: {url}  (data folders: "
           f"{', '.join(str(r) for r in app.roots.roots) or 'none'}; ground truth into {app.dataset_dir})", flush=True)
-    app.server.start(host=host, port=port, open_browser=open_browser, show_connection_info=False)
+    app.server.start(host=host, port=port, open_browser=False, show_connection_info=False)
     return 0
 
 

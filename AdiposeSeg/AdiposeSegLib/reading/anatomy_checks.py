@@ -18,7 +18,10 @@ from .orientation import axial_axis, to_canonical
 
 BONE_HU = 250.0
 BODY_HU = -500.0
-MIN_BONE_CM2 = 3.0          # a slice with less bone than this says nothing about where the spine is
+MIN_BONE_CM2 = 3.0          # less bone than this in every slice looked at: no skeleton
+MIDLINE_CM2 = 2.0           # a slice says where the spine is only when its midline holds this much bone ...
+MIDLINE_SHARE = 0.35        # ... and this share of the slice's bone: lumbar and lower thoracic levels, where
+                            # the vertebra dominates; not the pelvis (the pubic symphysis lies in front) or hips
 MIDLINE_BAND = 0.1          # bone within this fraction of the body's width of its centre: the spine's column
 SPINE_ANTERIOR = -0.05      # median midline-bone offset (fraction of body depth) below this: the image is flipped
 ROTATED_ASPECT = 1.1        # body deeper (anterior-posterior) than wide, spine not posterior: rotated 90 degrees
@@ -60,11 +63,12 @@ def _slice_facts(s: np.ndarray, spacing) -> dict | None:
              "texture": texture, "bone_fraction": 0.0, "spine_offset": None}
     bone = (s > BONE_HU) & body
     facts["bone_fraction"] = float(bone.sum() / rows.size)
-    if bone.sum() * pixel_cm2 < MIN_BONE_CM2:
+    facts["bone_cm2"] = float(bone.sum() * pixel_cm2)
+    if facts["bone_cm2"] < MIN_BONE_CM2:
         return facts
     rb, cb = np.nonzero(bone)
     band = np.abs(cb - cols.mean()) < MIDLINE_BAND * width
-    if band.sum() * pixel_cm2 >= 1.0:
+    if band.sum() * pixel_cm2 >= MIDLINE_CM2 and band.sum() >= MIDLINE_SHARE * rb.size:
         facts["spine_offset"] = float((rb[band].mean() - rows.mean()) / depth)
     return facts
 
@@ -85,22 +89,28 @@ def check_patient_anatomy(image: sitk.Image, source: str = "image") -> float | N
     if bone_fraction > MAX_BONE_FRACTION:
         raise NotCTError(f"{source}: {bone_fraction:.0%} of the 'body' is denser than bone ({BONE_HU:.0f} HU); "
                          "no patient's cross-section is mostly bone. Not a CT of a body")
-    offsets = [f["spine_offset"] for f in facts if f["spine_offset"] is not None]
-    if not offsets:
+    if max(f.get("bone_cm2", 0.0) for f in facts) < MIN_BONE_CM2:
         raise NotCTError(f"{source}: no bone (spine, pelvis, ribs) in any of {len(facts)} slices looked at: a phantom "
                          "(water cylinder, QA fat ring) or not a body. AdiposeSeg measures patients")
-    offset = float(np.median(offsets))
+    width = float(np.median([f["width_mm"] for f in facts]))
+    offsets = [f["spine_offset"] for f in facts if f["spine_offset"] is not None]
+    # the same test on the slices turned by 90 degrees: a spine that lies to one side shows there
+    turned = [f["spine_offset"] for f in (_slice_facts(np.ascontiguousarray(hu[k].T), spacing[::-1][1:] + (spacing[2],))
+                                          for k in range(hu.shape[0])) if f and f["spine_offset"] is not None]
     aspect = float(np.median([f["aspect"] for f in facts]))
+    if len(turned) > len(offsets) and abs(float(np.median(turned))) > 2 * abs(SPINE_ANTERIOR) and aspect > ROTATED_ASPECT:
+        raise NotCTError(f"{source}: the body is {aspect:.2f} times deeper than wide and the spine lies to one side of its "
+                         "centre: the pixels are rotated by 90 degrees against the orientation header (a decubitus "
+                         "scan stored as supine, or a wrong transform). Fix the header or re-export the series")
+    if not offsets:
+        return width   # no lumbar or thoracic vertebra in view: which way is up cannot be told from the spine
+    offset = float(np.median(offsets))
     if offset < SPINE_ANTERIOR:
         raise NotCTError(f"{source}: the spine lies in front of the body's centre (offset {offset:+.2f} of the body's "
                          "depth; posterior is positive). The pixels are flipped front to back against the orientation "
                          "header (a prone scan stored as supine, or a wrong ImageOrientationPatient / NIfTI "
                          "transform); SAT and VAT would be swapped in places. Fix the header or re-export the series")
-    if aspect > ROTATED_ASPECT and abs(offset) < abs(SPINE_ANTERIOR):
-        raise NotCTError(f"{source}: the body is {aspect:.2f} times deeper than wide and the spine is not behind its "
-                         "centre: the pixels are rotated by 90 degrees against the orientation header (a decubitus "
-                         "scan stored as supine, or a wrong transform). Fix the header or re-export the series")
-    return float(np.median([f["width_mm"] for f in facts]))
+    return width
 
 
 def check_slices_consistent(values: np.ndarray, slice_axis: int, source: str = "image") -> None:
