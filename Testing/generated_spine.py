@@ -6,6 +6,8 @@ range of each vertebral body.
 """
 from __future__ import annotations
 
+ILIAC_CREST_TOP_MM = 123.0   # the crests' highest point (95 mm + 0.35 x (135 - 57) mm)
+
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -106,8 +108,11 @@ def generate(spine: Spine, fov: tuple[str, str] | None = None):
             sl[fused <= 1.0] = spine.trabecular_hu + 20
             sl[(fused <= 1.0) & (fused > 0.8)] = 350.0
             sl[(x_mm ** 2 + (y_mm - sy_c - 26) ** 2) <= 8.0 ** 2] = 10.0   # sacral canal
+        if zmm < ILIAC_CREST_TOP_MM:   # the iliac wings, beside the sacrum and up beside L5 to their crests
+            depth = max(0.0, (sacrum_mm - zmm) / sacrum_mm)
+            sy_c = cy + 45 * depth ** 1.5
             for side in (-1, 1):
-                crest = 95.0 + 0.35 * (np.abs(x_mm) - 57.0)   # the crest rises laterally
+                crest = 95.0 + 0.35 * (np.abs(x_mm) - 57.0)   # the crest rises laterally, to about the L4-L5 disc
                 edge = 55.0 - 25 * depth + 2.0
                 ilium = ((side * x_mm) > edge) & ((side * x_mm) < 135) & (np.abs(y_mm - (sy_c + 8 - 0.3 * (np.abs(x_mm) - edge))) < 6) \
                     & (zmm < crest)   # the sacroiliac joint: a 2 mm gap beside the ala

@@ -16,6 +16,8 @@ COLUMN_HU = 60.0         # vertebral bodies and discs stand above muscle/CSF in 
 BODY_DEPTH_MM = (12.0, 65.0)   # antero-posterior depth of a vertebral body or disc
 CANAL_MM = (4.0, 30.0)   # the spinal canal lies this far behind the body's posterior wall
 STEP_MM = 1.0            # sampling step along the centre line
+BRIDGE_GAP_MM = 25.0     # longest_chain: gaps up to this long are bridged ...
+BRIDGE_JUMP_MM = 6.0     # ... when the centre line resumes within this depth
 
 
 @dataclass
@@ -63,7 +65,9 @@ def sagittal_slab(hu: np.ndarray, axis_x: np.ndarray, spacing: tuple[float, floa
     out = np.empty(hu.shape[:2], dtype=np.float32)
     for k in range(hu.shape[0]):
         c = int(round(axis_x[k]))
-        out[k] = hu[k][:, max(0, c - half):c + half + 1].mean(axis=1)
+        block = np.sort(hu[k][:, max(0, c - half):c + half + 1], axis=1)
+        drop = block.shape[1] // 4    # trimmed mean: a contrast-filled aorta beside the midline does not lift it
+        out[k] = block[:, drop:block.shape[1] - drop].mean(axis=1) if drop else block.mean(axis=1)
     return out
 
 
@@ -134,7 +138,18 @@ def longest_chain(centre_j: np.ndarray, spacing: tuple[float, float, float], gap
     good = np.flatnonzero(~np.isnan(centre_j))
     if good.size == 0:
         return good
-    breaks = (np.diff(good) * spacing[2] > gap_mm) | (np.abs(np.diff(centre_j[good])) * spacing[1] > jump_mm)
+    # a lone point off the line (the line wandered to another run for one slice) is dropped, not a break
+    c = centre_j[good]
+    if good.size >= 3:
+        off = np.zeros(good.size, dtype=bool)
+        off[1:-1] = ((np.abs(c[1:-1] - c[:-2]) * spacing[1] > jump_mm) & (np.abs(c[1:-1] - c[2:]) * spacing[1] > jump_mm)
+                     & (np.abs(c[2:] - c[:-2]) * spacing[1] <= BRIDGE_JUMP_MM))
+        good = good[~off]
+    gap = np.diff(good) * spacing[2]
+    jump = np.abs(np.diff(centre_j[good])) * spacing[1]
+    # a gap of up to a disc and a half (a low-density disc, a slice or two without a candidate) is bridged
+    # where the line goes on at the same depth; a longer one, or one across a jump, ends the chain
+    breaks = (jump > jump_mm) | ((gap > gap_mm) & ((gap > BRIDGE_GAP_MM) | (jump > BRIDGE_JUMP_MM)))
     pieces = np.split(good, np.flatnonzero(breaks) + 1)
     return max(pieces, key=len)
 

@@ -29,7 +29,8 @@ from .spine import SpineColumn, find_column, find_discs
 
 ORDER = ("S1", "L5", "L4", "L3", "L2", "L1", "T12", "T11", "T10")  # bottom -> top
 WORK_SPACING_MM = 3.0           # the grid the rules were tuned on (TotalSegmentator example: 3 mm)
-RIB_HU = 110.0                  # ribs are thin: at 2-3 mm voxels their HU is diluted
+RIB_HU = 110.0                  # ribs are thin: at 2-3 mm voxels their rim's HU is diluted to this ...
+RIB_CORE_HU = 170.0             # ... around a core above what enhanced parenchyma reaches (liver ~130 HU)
 RIB_START_MM = 35.0             # a rib head lies beside the vertebra
 RIB_REACH_MM = 65.0             # ... and the rib runs out beyond any lumbar transverse process
 RIB_MAX_CM3 = 30.0              # a whole 11th rib is well below this; an ilium is far above
@@ -39,6 +40,11 @@ SACRAL_SPREAD_MM = 60.0         # sacral alae + ilia reach at least this far to 
 MIN_PARTIAL_MM = 10.0           # a vertebra cut by the field of view counts when this much is in view
 MAX_SLICE_MM = 4.5              # thicker slices blur thoracic and even lumbar discs away
 MIN_COVERAGE_MM = 60.0          # less than about two vertebrae: nothing to count
+OPEN_END_MM = 8.0               # a rib head this close to where the traced column ends is not an anchor
+HEIGHT_RANGE = (0.6, 1.5)       # a vertebra (body + disc) this far from the median height: a disc missed or false
+CREST_LATERAL_MM = 45.0         # the ilium: bone this far from the midline ...
+ILIUM_MIN_CM3 = 40.0            # ... this large (a rib is far smaller) ...
+ILIUM_MIN_HEIGHT_MM = 40.0      # ... and running down this far, to the bottom of the scan
 
 
 @dataclass
@@ -55,6 +61,7 @@ class LevelReport:
     confidence: str = "none"
     notes: list = field(default_factory=list)
     discs_mm: list = field(default_factory=list)  # z (mm) of each disc found, inferior -> superior
+    anchors: dict = field(default_factory=dict)   # what each anchor found, for summary.json
 
 
 def _working_image(canonical: sitk.Image) -> sitk.Image:
@@ -84,11 +91,19 @@ def _working_image(canonical: sitk.Image) -> sitk.Image:
     return work
 
 
+def _bone(hu: np.ndarray, core_hu: float, edge_hu: float) -> np.ndarray:
+    """Bone as dense cores grown by one voxel into the diluted edge around them: a rib at 3 mm voxels
+    sinks to about 120 HU at its rim, the level of a contrast-enhanced liver, spleen or kidney that
+    it touches; a plain threshold at the rim's HU makes the rib and the organ one object."""
+    core = hu > core_hu
+    return ndimage.binary_closing(core | (ndimage.binary_dilation(core) & (hu > edge_hu)), iterations=1)
+
+
 def rib_heads(hu: np.ndarray, column: SpineColumn, spacing, below: float = -1.0) -> list[float]:
     """Slice positions (k) of the medial ends of ribs seen beside the column; bone reaching down to
     slice `below` (the top of the sacrum when it was found) is not a rib."""
     sx, sy, _ = spacing
-    bone = ndimage.binary_closing(hu > RIB_HU, iterations=1)
+    bone = _bone(hu, RIB_CORE_HU, RIB_HU)
     lateral = np.abs(np.arange(hu.shape[2])[None, :] - column.axis_x[:, None]) * sx  # (k, i) mm from the midline
     outside = bone & (lateral >= COLUMN_ZONE_MM)[:, None, :]
     labels, _ = ndimage.label(outside, ndimage.generate_binary_structure(3, 3))
@@ -102,6 +117,10 @@ def rib_heads(hu: np.ndarray, column: SpineColumn, spacing, below: float = -1.0)
         if k.size < 10:
             continue
         k, j, i = k + box[0].start, j + box[1].start, i + box[2].start
+        dense = hu[k, j, i] > RIB_CORE_HU   # the rib itself, not the organ rim grown onto it, is measured
+        if dense.sum() < 5:
+            continue
+        k, j, i = k[dense], j[dense], i[dense]
         dist = lateral[k, i]
         if dist.min() > RIB_START_MM or dist.max() < RIB_REACH_MM or (k.max() - k.min()) * spacing[2] > 100.0:
             continue
@@ -160,6 +179,31 @@ def _is_sacral(hu, column, spacing, k_low: float, k_high: float) -> bool:
     return 2 * sum(sacral_spread(hu, column, spacing, k) for k in ks) >= len(ks)
 
 
+def iliac_crest_top(hu: np.ndarray, column: SpineColumn, spacing) -> float | None:
+    """Slice (k) of the iliac crests' top: the highest point of the large lateral bone that runs down into
+    the pelvis (each ilium), averaged over the sides found. In most adults it lies at the L4 body or the
+    L4-L5 disc: a check on the count, and a weak anchor of its own."""
+    sx = spacing[0]
+    bone = _bone(hu, RIB_CORE_HU, SACRAL_BONE_HU)
+    lateral = np.abs(np.arange(hu.shape[2])[None, :] - column.axis_x[:, None]) * sx
+    side = np.sign(np.arange(hu.shape[2])[None, :] - column.axis_x[:, None])
+    outside = bone & (lateral >= CREST_LATERAL_MM)[:, None, :]
+    labels, _ = ndimage.label(outside, ndimage.generate_binary_structure(3, 3))
+    voxel_cm3 = float(np.prod(spacing)) / 1000.0
+    tops = {}
+    for index, box in enumerate(ndimage.find_objects(labels), start=1):
+        if box is None:
+            continue
+        k, j, i = np.nonzero(labels[box] == index)
+        k, i = k + box[0].start, i + box[2].start
+        height = (k.max() - k.min()) * spacing[2]
+        if k.size * voxel_cm3 < ILIUM_MIN_CM3 or height < ILIUM_MIN_HEIGHT_MM or k.min() > 2:
+            continue   # not an ilium: too small, too short, or not reaching down to the bottom of the scan
+        where = int(np.sign(np.mean(side[k, i])))
+        tops[where] = max(tops.get(where, -1.0), float(k.max()))
+    return float(np.mean(list(tops.values()))) if tops else None
+
+
 def _name_segments(segments, l5_index: int | None, t12_index: int | None, notes: list) -> tuple[dict, str, str]:
     """Names for the stretches, the anchor used and the confidence."""
     if l5_index is None and t12_index is None:
@@ -184,6 +228,52 @@ def _name_segments(segments, l5_index: int | None, t12_index: int | None, notes:
         if 0 <= position < len(ORDER):
             names[index] = ORDER[position]
     return names, anchor, confidence
+
+
+def _name_from_crest(segments, crest_index: int, crest: float, notes: list) -> tuple[dict, str, str]:
+    """Only the iliac crests in view: the vertebra at their top is taken as L4 (the commonest level), shown
+    with low confidence (never measured) so that a reader can confirm L3 with one look."""
+    low, high, _ = segments[crest_index]
+    base = crest_index - 2 if (crest - low) >= (high - low) / 3.0 else crest_index - 1   # crest at the L4-L5 disc: L5
+    notes[:] = [n for n in notes if not n.endswith("vertebral levels are not named")]
+    notes.append("neither the sacrum nor a last rib is in view: levels are named from the iliac crests (their top at "
+                 "L4 in most adults, but at L5 or L3 in some), with low confidence; confirm L3 and set it by hand")
+    names = {index: ORDER[index - base] for index in range(len(segments)) if 0 <= index - base < len(ORDER)}
+    return names, "iliac crest", "low"
+
+
+def _check_crest(names: dict, segments, crest_index: int, crest: float, report: LevelReport) -> None:
+    """The count must put the crests' top between L3-L4 and L5-S1; else one of the anchors is wrong."""
+    name = names.get(crest_index)
+    if name in ("L4", "L5") or (name == "L3" and crest - segments[crest_index][0] < 0.25 * (segments[crest_index][1]
+                                                                                         - segments[crest_index][0])):
+        return
+    report.confidence = "low"
+    report.notes.append(f"the iliac crests' top lies at {name or 'an unnamed vertebra'}, not at L4 or L5 as the count "
+                        "says they should: an anchor may be wrong; check the levels (and give L3 by hand)")
+
+
+def _check_heights(segments, names: dict, report: LevelReport) -> None:
+    """Counting is only as good as the discs: a vertebra between the anchor and L3 much taller or shorter
+    than the others means a missed or a false disc, so every name above or below it may be one off."""
+    if report.confidence not in ("high", "medium"):
+        return
+    heights = [high - low for low, high, complete in segments if complete]
+    if len(heights) < 3:
+        return
+    typical = float(np.median(heights))
+    anchor_index = {"last rib": "T12", "sacrum": "L5", "sacrum and last rib": "L5"}.get(report.anchor)
+    index_of = {name: index for index, name in names.items()}
+    if anchor_index not in index_of or "L3" not in index_of:
+        return
+    lo, hi = sorted((index_of[anchor_index], index_of["L3"]))
+    odd = [names[i] for i in range(lo, hi + 1) if segments[i][2]
+           and not HEIGHT_RANGE[0] <= (segments[i][1] - segments[i][0]) / typical <= HEIGHT_RANGE[1]]
+    if odd:
+        report.confidence = "low"
+        report.notes.append(f"{', '.join(odd)} is {'are ' if len(odd) > 1 else ''}much taller or shorter than the other "
+                            "vertebrae: a disc was missed or a false one found between the anchor and L3, so the count "
+                            "may be one off; check the levels (and give L3 by hand)")
 
 
 def detect_levels(canonical: sitk.Image) -> LevelReport:
@@ -222,12 +312,33 @@ def detect_levels(canonical: sitk.Image) -> LevelReport:
     t12_index = None
     if heads:
         lowest = min(heads)
-        for index, (low, high, _) in enumerate(segments):
+        for index, (low, high, complete) in enumerate(segments):
             if low <= lowest <= high:
                 t12_index = index
                 break
+        if t12_index is not None and not segments[t12_index][2] and t12_index == len(segments) - 1 \
+                and (segments[t12_index][1] - lowest) * spacing[2] < OPEN_END_MM:
+            # the column's centre line ends at the rib head: the vertebra there may be T12 or the one below
+            report.notes.append("the last rib's head lies where the traced column ends: which vertebra carries it "
+                                "cannot be told, so the last rib is not used as an anchor")
+            t12_index = None
+    crest = iliac_crest_top(hu, column, spacing)
+    crest_index = next((index for index, (low, high, _) in enumerate(segments) if low <= crest <= high), None) \
+        if crest is not None else None
     names, report.anchor, report.confidence = _name_segments(segments, l5_index, t12_index, report.notes)
-    to_canonical_k = _working_to_canonical(work, canonical)
+    if not names and crest_index is not None:
+        names, report.anchor, report.confidence = _name_from_crest(segments, crest_index, crest, report.notes)
+    elif names and crest_index is not None:
+        _check_crest(names, segments, crest_index, crest, report)
+    _check_heights(segments, names, report)
+    to_k = _working_to_canonical(work, canonical)
+    report.anchors = {
+        "sacrum": {"found": l5_index is not None} | ({"L5_S1_disc_slice": round(to_k(segments[l5_index][0]), 1)}
+                                                     if l5_index is not None else {}),
+        "last_rib": {"found": t12_index is not None, "rib_heads_slices": sorted(round(to_k(h), 1) for h in heads)},
+        "iliac_crest": {"found": crest is not None} | ({"top_slice": round(to_k(crest), 1)} if crest is not None else {}),
+        "used": report.anchor, "confidence": report.confidence}
+    to_canonical_k = to_k
     report.discs_mm = [round(float(_z_mm(work, np.interp(s, column.s_mm, column.k_of_s))), 2) for s in discs]
     heights = [high - low for low, high, complete in segments if complete]
     typical = float(np.median(heights)) if heights else None

@@ -58,7 +58,7 @@ def row_for(record: dict) -> dict:
             for flag, value in (l3.get("flags") or {}).items():
                 row[flag] = "yes" if value else "no"
         flags = record.get("quality") or {}
-        row["quality_flags"] = ";".join(sorted(k for k, v in flags.items() if v and k != "details"))
+        row["quality_flags"] = ";".join(sorted(k for k, v in flags.items() if v and k not in ("details", "level_anchors")))
         row["seconds"] = record.get("seconds") or _fmt(sum((record.get("timings_s") or {}).values()))
     elif "seconds" in record:
         row["seconds"] = record["seconds"]

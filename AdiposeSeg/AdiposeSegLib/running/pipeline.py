@@ -164,6 +164,8 @@ def segment_image(
     flags, flag_notes = anatomy_flags(hu[start:stop], part, spacing, np.arange(start, stop))
     quality.update(flags)
     stats.notes.extend(flag_notes)
+    if report is not None and report.anchors:
+        quality["level_anchors"] = report.anchors   # what each anchor found: the reader can see why L3 is where it is
     if not options.include_arms:
         found, looked = arms_in_view(hu[start:stop], spacing[0] * spacing[1], every=max(1, round(ARMS_EVERY_MM / spacing[2])))
         if found:
