@@ -90,3 +90,11 @@ def test_every_widget_the_module_uses_is_in_the_ui_file():
     used = set(re.findall(r"self\.ui\.(\w+)", (ROOT / "AdiposeSeg" / "AdiposeSeg.py").read_text()))
     assert "exportDicomButton" in used
     assert used - names == set()
+
+
+def test_the_model_card_does_not_import_the_run_identity():
+    """model_card -> onnx_backend -> running.identity -> model_card was an import cycle (issue 26 C):
+    the model side imports only file hashing, which lies below both."""
+    for name in ("model_card.py", "onnx_backend.py", "networks.py"):
+        text = (ENGINE / "model" / name).read_text()
+        assert "running.identity" not in text and "..running import identity" not in text, name

@@ -12,7 +12,7 @@ import os
 import warnings
 from pathlib import Path
 
-from ..running.identity import file_sha256
+from ..file_hash import file_sha256
 from ..running.slice_workers import usable_cores
 
 ONNX_FILE = "model.onnx"

@@ -10,6 +10,7 @@ import os
 import re
 from pathlib import Path
 
+from ..file_hash import file_sha256  # noqa: F401  (part of this module's API)
 from ..tissues import SegmentOptions, options_to_dict
 
 _CHUNK = 1 << 20
@@ -43,14 +44,6 @@ def content_fingerprint(source: str | os.PathLike, files: list[str] | None = Non
 def input_identity(source: str | os.PathLike, series_uid: str | None = None, files: list[str] | None = None) -> dict:
     return {"path": str(Path(source).resolve()), "series_uid": series_uid or "",
             "fingerprint": content_fingerprint(source, files)}
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(_CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def model_fingerprint(model) -> str:
