@@ -530,7 +530,7 @@ class AdiposeSegLogic(ScriptedLoadableModuleLogic):
 
     def exportDicom(self, volumeNode, segmentationNode, outputDir, caseId=None, contentCreator="", overwrite=False):
         """The segmentation as it is now as DICOM SEG + SR; the CT must come from Slicer's DICOM database."""
-        from AdiposeSegLib.scene_dicom import dicom_source_files
+        from AdiposeSegLib.scene.dicom_export import dicom_source_files
 
         sourceFiles = dicom_source_files(volumeNode, slicer.dicomDatabase.fileForInstance) if slicer.dicomDatabase else []
         return self._sceneLogicAnyModel().exportDicom(volumeNode, segmentationNode, sourceFiles, outputDir, caseId,
@@ -550,7 +550,7 @@ class AdiposeSegLogic(ScriptedLoadableModuleLogic):
     def currentRedSlice(self, volumeNode):
         """(start, stop) of the axial slice shown in the red view, in the engine's canonical order."""
         from AdiposeSegLib.scene import image_from_volume_node
-        from AdiposeSegLib.scene_levels import axial_slice_at
+        from AdiposeSegLib.scene.levels import axial_slice_at
 
         k = axial_slice_at(image_from_volume_node(volumeNode), self._redSliceCentre(), clip=True)
         return (k, k + 1)

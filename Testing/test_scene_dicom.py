@@ -16,7 +16,7 @@ from AdiposeSegLib.errors import AdiposeSegError  # noqa: E402
 from AdiposeSegLib.reading.image_io import read_ct  # noqa: E402
 from AdiposeSegLib.reporting.dicom_seg import COPIED_TYPE2  # noqa: E402
 from AdiposeSegLib.scene import volume_node_from_image  # noqa: E402
-from AdiposeSegLib.scene_dicom import DICOM_UIDS_ATTRIBUTE, dicom_source_files  # noqa: E402
+from AdiposeSegLib.scene.dicom_export import DICOM_UIDS_ATTRIBUTE, dicom_source_files  # noqa: E402
 from AdiposeSegLib.tissues import LABELS, NAMES  # noqa: E402
 
 

@@ -1,7 +1,7 @@
 """The page's tables and area plot, from the table node and levels SceneLogic wrote."""
 from __future__ import annotations
 
-from AdiposeSegLib.scene_levels import ordered
+from AdiposeSegLib.scene.levels import ordered
 from AdiposeSegLib.tissues import COLORS, LABELS, NAMES
 
 PLOTTED = ("SAT", "VAT", "Muscle")

@@ -12,11 +12,11 @@ import SimpleITK as sitk
 
 import slicer
 
-from .errors import AdiposeSegError
-from .measuring.indices import level_measures
-from .measuring.level_measures import TRUSTED, manual_l3_entry
-from .reading.orientation import axial_axis, input_axial_index
-from .scene_tables import fill_table
+from ..errors import AdiposeSegError
+from ..measuring.indices import level_measures
+from ..measuring.level_measures import TRUSTED, manual_l3_entry
+from ..reading.orientation import axial_axis, input_axial_index
+from .tables import fill_table
 
 LEVELS_ATTRIBUTE = "AdiposeSeg.Levels"           # JSON: the summary's "levels" for this segmentation
 LEVEL_MARKS_REFERENCE = "AdiposeSegLevelMarks"   # segmentation -> markups point list, one point per level

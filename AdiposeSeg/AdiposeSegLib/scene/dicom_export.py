@@ -9,15 +9,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import AdiposeSegError
-from .reading.orientation import axial_count
-from .reporting.dicom_context import DicomContext
-from .reporting.dicom_export import write_dicom_pair
-from .reporting.publish import publish, staging_folder
-from .running.identity import safe_name
-from .measuring.level_measures import slice_names
-from .running.pipeline import canonical_pair
-from .tissues import IMAT, NAMES, options_to_dict
+from ..errors import AdiposeSegError
+from ..reading.orientation import axial_count
+from ..reporting.dicom_context import DicomContext
+from ..reporting.dicom_export import write_dicom_pair
+from ..reporting.publish import publish, staging_folder
+from ..running.identity import safe_name
+from ..measuring.level_measures import slice_names
+from ..running.pipeline import canonical_pair
+from ..tissues import IMAT, NAMES, options_to_dict
 
 DICOM_UIDS_ATTRIBUTE = "DICOM.instanceUIDs"   # set by Slicer's DICOM scalar volume plugin
 
@@ -34,9 +34,9 @@ def export_dicom(logic, volumeNode, segmentationNode, sourceFiles: list[str], ou
                  caseId: str | None = None, contentCreator: str = "", overwrite: bool = False) -> dict:
     """Write `<case>_seg.dcm` and `<case>_sr.dcm` of the segmentation as it is now into outputDir.
     Returns {"files": {...}, "notes": [...], "failures": [...]}; raises when nothing can be written."""
-    from . import __version__
-    from .scene import _processed_slices, image_from_volume_node
-    from .scene_levels import levels_of, remeasure
+    from .. import __version__
+    from .volumes import _processed_slices, image_from_volume_node
+    from .levels import levels_of, remeasure
 
     logic.checkBelongs(volumeNode, segmentationNode)
     if not sourceFiles:

@@ -1,0 +1,88 @@
+"""The per-slice table, the area plot and the false-colour CT."""
+from __future__ import annotations
+
+
+import numpy as np
+
+import slicer
+
+from ..measuring.statistics import SLICE_COLUMNS, Statistics
+from ..tissues import COLORS, LABELS, NAMES
+from .tables import fill_table
+from .volumes import (FALSE_COLOUR_NAME, PLOTTED, PLOT_REFERENCE, PREVIOUS_DISPLAY_ATTRIBUTE, SOURCE_SEGMENTATION_REFERENCE, TABLE_REFERENCE)
+
+
+
+class DisplayMixin:
+    def _writeTable(self, stats: Statistics, segmentationNode, tableNode):
+        if tableNode is None:
+            tableNode = segmentationNode.GetNodeReference(TABLE_REFERENCE)
+        if tableNode is None:
+            tableNode = self.scene.AddNewNodeByClass("vtkMRMLTableNode", f"{segmentationNode.GetName()} areas")
+        fill_table(tableNode, SLICE_COLUMNS, stats.rows)
+        tableNode.SetAttribute("AdiposeSeg.Totals", ";".join(f"{k}={v:.4f}" for k, v in stats.totals.items()))
+        if stats.l3_row:
+            tableNode.SetAttribute("AdiposeSeg.L3", ";".join(f"{k}={v}" for k, v in stats.l3_row.items()))
+        segmentationNode.SetNodeReferenceID(TABLE_REFERENCE, tableNode.GetID())
+        tableNode.SetNodeReferenceID(SOURCE_SEGMENTATION_REFERENCE, segmentationNode.GetID())
+        return tableNode
+
+    def _plot(self, tableNode, segmentationNode):
+        chart = segmentationNode.GetNodeReference(PLOT_REFERENCE)
+        if chart is None:
+            chart = self.scene.AddNewNodeByClass("vtkMRMLPlotChartNode", f"{segmentationNode.GetName()} area per slice")
+            chart.SetTitle("Area per slice")
+            chart.SetXAxisTitle("z (mm)")
+            chart.SetYAxisTitle("area (cm2)")
+            for name in PLOTTED:
+                series = self.scene.AddNewNodeByClass("vtkMRMLPlotSeriesNode", name)
+                series.SetPlotType(slicer.vtkMRMLPlotSeriesNode.PlotTypeScatter)
+                series.SetMarkerStyle(slicer.vtkMRMLPlotSeriesNode.MarkerStyleNone)
+                label = next(k for k in LABELS if NAMES[k] == name)
+                series.SetColor(*[c / 255.0 for c in COLORS[label]])
+                chart.AddAndObservePlotSeriesNodeID(series.GetID())
+            segmentationNode.SetNodeReferenceID(PLOT_REFERENCE, chart.GetID())
+        for i in range(chart.GetNumberOfPlotSeriesNodes()):
+            series = chart.GetNthPlotSeriesNode(i)
+            series.SetAndObserveTableNodeID(tableNode.GetID())
+            series.SetXColumnName("z_mm")
+            series.SetYColumnName(f"{series.GetName()}_area_cm2")
+        return chart
+
+    # -- display
+    def setFalseColour(self, volumeNode, enabled: bool) -> None:
+        """The seeds' view (soft tissue gray, denser tissue in blue hues by density), or back to the
+        colour table and window/level the volume had before it was turned on."""
+        display = volumeNode.GetDisplayNode() if volumeNode is not None else None
+        if display is None:
+            return
+        previous = volumeNode.GetAttribute(PREVIOUS_DISPLAY_ATTRIBUTE)
+        if not enabled:
+            if previous:
+                color_id, auto, window, level = previous.split(";")
+                display.SetAndObserveColorNodeID(color_id)
+                display.SetAutoWindowLevel(auto == "1")
+                if auto != "1":
+                    display.SetWindowLevel(float(window), float(level))
+                volumeNode.RemoveAttribute(PREVIOUS_DISPLAY_ATTRIBUTE)
+            return
+        if not previous:
+            volumeNode.SetAttribute(PREVIOUS_DISPLAY_ATTRIBUTE, "{};{};{!r};{!r}".format(
+                display.GetColorNodeID() or "", int(display.GetAutoWindowLevel()), display.GetWindow(), display.GetLevel()))
+        from ..reporting.overlay import DENSE_HU, GRAY_WINDOW, false_colour
+
+        colorNode = self.scene.GetFirstNodeByName(FALSE_COLOUR_NAME)
+        lo, hi = GRAY_WINDOW[0], DENSE_HU[1]
+        if colorNode is None:
+            colorNode = self.scene.AddNewNodeByClass("vtkMRMLColorTableNode", FALSE_COLOUR_NAME)
+            colorNode.SetTypeToUser()
+            colorNode.SetNumberOfColors(256)
+            values = np.linspace(lo, hi, 256)
+            rgb = false_colour(values[None, :])[0] / 255.0
+            for i, (r, g, b) in enumerate(rgb):
+                colorNode.SetColor(i, f"{values[i]:.0f}", r, g, b, 1.0)
+        display.SetAutoWindowLevel(False)
+        display.SetWindowLevelMinMax(lo, hi)
+        display.SetAndObserveColorNodeID(colorNode.GetID())
+
+    # -- batch
