@@ -124,3 +124,21 @@ def test_claiming_visceral_fat_only_turns_unlabelled_fat_into_vat(example_ct_sm,
     assert vat_on > vat_off
     assert options_from_dict(options_to_dict(SegmentOptions(claim_visceral_fat=False))).claim_visceral_fat is False
     assert options_from_dict(options_to_dict(SegmentOptions())).claim_visceral_fat is True
+
+
+def test_console_lines_are_clean_and_timings_agree_with_the_summary(example_ct_sm, tiny_model_dir, tmp_path):
+    """Issue 26: in a log (no terminal) no progress bar is glued to the result line, and the printed
+    segment time is the summary's stages, not their sum with their own parts."""
+    import re
+
+    done = subprocess.run([sys.executable, "-m", "AdiposeSegLib", "segment", str(example_ct_sm), "-o", str(tmp_path / "o"),
+                           "--model", str(tiny_model_dir), "--device", "cpu", "--case-id", "c"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "\r" not in done.stderr + done.stdout and "|" not in done.stderr
+    first = done.stdout.splitlines()[0]
+    match = re.match(r"c: \d+ slices on cpu, read [\d.]+s, segment ([\d.]+)s, write [\d.]+s$", first)
+    assert match, first
+    timings = json.loads((tmp_path / "o" / "c_summary.json").read_text())["timings_s"]
+    stages = sum(timings[k] for k in ("prepare_s", "segment_s", "levels_s", "statistics_s"))
+    assert abs(float(match.group(1)) - stages) <= 0.06

@@ -113,6 +113,7 @@ def test_segment_edit_update_save_in_the_browser(web):
 
     page.click("#segment-button")
     page.wait_for_function("document.querySelector('#status').innerText.startsWith('Done')", timeout=180000)
+    assert page.evaluate("() => window.trame.state.get('progress')") == 100   # not left at 94% (issue 26)
     after = _wait_for(page, lambda: (lambda c: c if c[0]["SAT"] > 500 else None)(_counts(page)))
     _shot(page, "web_after_segment")
     axial = after[0]

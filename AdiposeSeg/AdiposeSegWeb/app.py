@@ -178,7 +178,7 @@ class AdiposeSegWeb(TrameApp):
                 self.state.running = False
         with self.state:
             self._show_result(segmentation, table)
-            self.state.status = "Done."
+            self.state.update({"status": "Done.", "progress": 100})
 
     def _show_result(self, segmentation, table):
         self.editor.on_volume_changed(self.volume)      # the segment editor edits this segmentation

@@ -99,8 +99,12 @@ def _l3(text: str):
 def _progress_bar(total: int, desc: str, quiet: bool):
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit="%", disable=quiet, leave=False, file=sys.stderr, delay=0.5,
-                bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
+    # a bar only on a terminal: in a log file its carriage returns glue it to the result lines
+    return tqdm(total=total, desc=desc, unit="%", disable=quiet or not sys.stderr.isatty(), leave=False,
+                file=sys.stderr, delay=0.5, bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
+
+
+PIPELINE_STAGES = ("prepare_s", "segment_s", "levels_s", "statistics_s")   # the others are parts of these
 
 
 def cmd_segment(args) -> int:
@@ -136,7 +140,8 @@ def cmd_segment(args) -> int:
 
     def on_progress(fraction, message):
         bar.n = int(fraction * 100)
-        bar.set_postfix_str(message, refresh=True)
+        bar.postfix = message        # set directly: set_postfix_str would prefix ", "
+        bar.refresh()
 
     try:
         result = segment_image(image, model, options, RunControl(on_progress), l3_slice=args.l3)
@@ -152,7 +157,8 @@ def cmd_segment(args) -> int:
     write_s = time.perf_counter() - t1
     totals = result.statistics.totals
     print(f"{case_id}: {result.slice_range[1] - result.slice_range[0]} slices on {result.device}, "
-          f"read {read_s:.1f}s, segment {sum(result.timings.values()) - read_s:.1f}s, write {write_s:.1f}s")
+          f"read {read_s:.1f}s, segment {sum(result.timings.get(k, 0.0) for k in PIPELINE_STAGES):.1f}s, "
+          f"write {write_s:.1f}s")
     print("  " + ", ".join(f"{NAMES[k]} {totals[f'{NAMES[k]}_volume_cm3']:.1f} cm3" for k in LABELS))
     summary = json.loads(files.summary.read_text())
     def num(value) -> str:  # NaN is stored as null: no muscle, no density
@@ -229,7 +235,7 @@ def cmd_batch(args) -> int:
     if not inputs:
         raise AdiposeSegError(f"{args.input}: no scans found (looked for .nrrd/.nii/.nii.gz/.mha files and DICOM folders, at any depth)")
     model = load_model(args.model)
-    bar = tqdm(total=len(inputs), desc="batch", unit="scan", disable=args.quiet, file=sys.stderr)
+    bar = tqdm(total=len(inputs), desc="batch", unit="scan", disable=args.quiet or not sys.stderr.isatty(), file=sys.stderr)
 
     def on_case(outcome):
         bar.update(1)
