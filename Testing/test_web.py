@@ -265,6 +265,12 @@ def test_a_dicom_series_exports_seg_and_sr_and_replaces_with_a_predecessor(web):
     assert sr.SeriesNumber != first_sr.SeriesNumber
 
 
+def test_the_footer_names_the_tool_its_model_and_licence(web):
+    text = web["page"].inner_text("#footer")
+    assert text.startswith("AdiposeSeg ") and "adiposeseg-unet-default" in text and "BSD 3-Clause" in text
+    assert "Kitware" not in web["page"].inner_text("footer")
+
+
 # -- security (issue 22): the port is reachable from any page the user's browser opens
 def _run_async(coroutine):
     """Playwright's sync API keeps an event loop in this thread: run a raw client in another."""

@@ -19,7 +19,7 @@ DESCRIPTIONS = {
 COLORS = {
     SAT: (230, 40, 40),
     VAT: (40, 200, 60),
-    MUSCLE: (192, 104, 88),
+    MUSCLE: (150, 80, 225),    # violet: far in hue from SAT red, VAT green and IMAT yellow, also for red-green colour blindness
     IMAT: (230, 220, 60),
 }
 # SNOMED CT codes, (category, type, type modifier or None), the same in the .seg.nrrd terminology tag,

@@ -271,6 +271,18 @@ class AdiposeSegWeb(TrameApp):
             self.fail(f"{type(exc).__name__}: {exc}")
 
     # ------------------------------------------------------------------ page
+    def _footer_text(self) -> str:
+        from AdiposeSegLib import __version__
+        from AdiposeSegLib.model.model_card import default_model_dir, read_card
+
+        try:
+            card = read_card(self.logic.model_dir or default_model_dir())
+            model = f"model {card.name} {card.version}"
+        except AdiposeSegError:
+            model = "no model found"
+        return (f"AdiposeSeg {__version__} · {model} · code BSD 3-Clause; the bundled model's weights for "
+                "non-commercial use only · not a medical device")
+
     def _upload_script(self) -> str:
         """Too big is said before a byte is sent (the server also refuses any message over the limit)."""
         limit_mb = f"{self.upload_limit / 1024 ** 2:.0f}"
@@ -282,6 +294,9 @@ class AdiposeSegWeb(TrameApp):
     def _build_ui(self):
         with SinglePageWithDrawerLayout(self.server, theme="dark") as self.ui:
             self.ui.title.set_text("AdiposeSeg")
+            self.ui.footer.clear()   # the template's "Powered by trame" / "(c) Kitware" is not this tool's
+            with self.ui.footer:
+                html.Div(self._footer_text(), id="footer", classes="text-caption")
             with self.ui.toolbar:
                 v3.VSpacer()
                 v3.VSelect(v_model=("scan",), items=("scans",), label="CT (inside the data folders)", density="compact",

@@ -7,7 +7,7 @@ import io
 import numpy as np
 
 # hue ranges (degrees) of the module's colours as the slice views blend them over the gray CT
-HUES = {"SAT": ((350, 360), (0, 6)), "Muscle": ((8, 25),), "VAT": ((105, 150),), "IMAT": ((45, 66),)}
+HUES = {"SAT": ((350, 360), (0, 6)), "Muscle": ((250, 300),), "VAT": ((105, 150),), "IMAT": ((45, 66),)}   # muscle violet
 MIN_SATURATION = 0.25
 
 
