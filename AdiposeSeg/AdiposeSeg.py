@@ -303,6 +303,7 @@ class AdiposeSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.logic.showResults(job.volume_node, segmentationNode, tableNode, self.ui.falseColourCheckBox.checked)
             self.ui.levelsTableView.setMRMLTableNode(self.logic.levelsTable(segmentationNode))
             self.ui.statusLabel.text = self.logic.summaryText(tableNode, segmentationNode)
+            self._showLevelsPicture(job.volume_node, segmentationNode)
         except Exception as exc:  # never leave the button reading "Cancel"
             logging.exception("AdiposeSeg: showing the result failed")
             self.ui.statusLabel.text = _("Failed: ") + str(exc)
@@ -310,6 +311,21 @@ class AdiposeSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if self._job is None:
                 self._timer.stop()
             self._updateButtons()
+
+    def _showLevelsPicture(self, volumeNode, segmentationNode) -> None:
+        """The levels picture under the levels table; an optional view, so a failure only clears it."""
+        try:
+            png = self.logic.levelsPicture(volumeNode, segmentationNode)
+        except Exception:
+            logging.exception("AdiposeSeg: the levels picture could not be drawn")
+            png = None
+        if not png:
+            self.ui.levelsPictureLabel.clear()
+            return
+        pixmap = qt.QPixmap()
+        pixmap.loadFromData(qt.QByteArray(png), "PNG")
+        width = max(200, self.ui.levelsTableView.width)
+        self.ui.levelsPictureLabel.setPixmap(pixmap.scaledToWidth(width, qt.Qt.SmoothTransformation))
 
     def onAddModel(self) -> None:
         folder = qt.QFileDialog.getExistingDirectory(slicer.util.mainWindow(), _("Choose a model folder (with model.json)"))
@@ -328,6 +344,7 @@ class AdiposeSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                                                     p.l3Slice if p.l3Slice >= 0 else None)
             p.outputTable = tableNode
             self.ui.statusLabel.text = self.logic.summaryText(tableNode, segmentationNode)
+            self._showLevelsPicture(p.inputVolume, segmentationNode)
 
     def onShowL3(self) -> None:
         p = self._parameterNode
@@ -343,6 +360,7 @@ class AdiposeSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.logic.setL3FromRedSlice(p.inputVolume, segmentationNode)
             self.ui.levelsTableView.setMRMLTableNode(self.logic.levelsTable(segmentationNode))
             self.ui.statusLabel.text = self.logic.summaryText(tableNode, segmentationNode)
+            self._showLevelsPicture(p.inputVolume, segmentationNode)
 
     def onEdit(self) -> None:
         p = self._parameterNode
@@ -539,6 +557,10 @@ class AdiposeSegLogic(ScriptedLoadableModuleLogic):
     def levelsTable(self, segmentationNode):
         return self._sceneLogicAnyModel().levelsTable(segmentationNode)
 
+    def levelsPicture(self, volumeNode, segmentationNode):
+        """PNG bytes of the levels picture (sagittal, coronal bone slab, L3 slice), or None."""
+        return self._sceneLogicAnyModel().levelsPicture(volumeNode, segmentationNode)
+
     def jumpToLevel(self, volumeNode, segmentationNode=None, name="L3"):
         return self._sceneLogicAnyModel().jumpToLevel(volumeNode, segmentationNode, name)
 
@@ -633,6 +655,8 @@ class AdiposeSegTest(ScriptedLoadableModuleTest):
         self.assertEqual(table.GetNumberOfRows(), volumeNode.GetImageData().GetDimensions()[2])
         sat = [table.GetValueByName(r, "SAT_area_cm2").ToDouble() for r in range(table.GetNumberOfRows())]
         self.assertGreater(max(sat), 10.0)  # an adult abdomen has well over 10 cm² of SAT on its fattest slice
+        picture = logic.levelsPicture(volumeNode, segmentationNode)   # the panel's levels picture, when a level was found
+        self.assertTrue(picture is None or picture.startswith(b"\x89PNG"))
 
         self.delayDisplay("Editing: erasing SAT on the slice with the most SAT, and only there")
         k = int(np.argmax(sat))

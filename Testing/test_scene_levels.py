@@ -63,6 +63,17 @@ def test_levels_marks_table_jump_and_manual_l3(logic, scene, example_ct, tmp_pat
     assert marks.GetNthControlPointPosition(0)[2] == pytest.approx(z70, abs=1e-3)
     assert "slice=70" in segmentation.GetNodeReference("AdiposeSegTable").GetAttribute("AdiposeSeg.L3")
 
+    # the levels picture for the panel and the page: sagittal, coronal, L3 slice; the hand-set L3 in cyan
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    picture = np.asarray(Image.open(io.BytesIO(logic.levelsPicture(volume, segmentation))).convert("RGB"))
+    assert picture.shape[0] == 480 and picture.shape[1] > 2 * 480 * 0.5
+    cyan = (picture[..., 0] < 60) & (picture[..., 1] > 180) & (picture[..., 2] > 200)
+    assert cyan.sum() > 20
+
     # kept by Update statistics and by a partial re-run; written to the ground truth's manifest
     logic.updateStatistics(segmentation, volume)
     assert logic.levels(segmentation)["L3"]["slice"] == 70

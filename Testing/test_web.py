@@ -220,6 +220,9 @@ def test_real_ct_opens_on_l3_with_the_levels_table(web, example_ct):
     assert first[:2] == ["L3", match.group(1)]
     counts = _wait_for(page, lambda: (lambda c: c if c[0]["Muscle"] > 500 else None)(_counts(page)))
     assert counts[0]["SAT"] > 500 and counts[0]["VAT"] > 500, counts
+    picture = page.locator("#levels-picture")        # issue 23 D: the levels picture in the page
+    assert picture.get_attribute("src").startswith("data:image/png;base64,")
+    assert page.evaluate("() => document.querySelector('#levels-picture').naturalHeight") == 480
     _shot(page, "web_real_ct_l3")
 
 

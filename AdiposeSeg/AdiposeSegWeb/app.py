@@ -91,6 +91,7 @@ class AdiposeSegWeb(TrameApp):
         s.slice_rows = []
         s.level_rows = []
         s.plot_svg = ""
+        s.levels_png = ""
         s.l3_text = ""
         s.saved = ""
         s.is_dicom = False
@@ -122,7 +123,7 @@ class AdiposeSegWeb(TrameApp):
         self.volume = volume_node_from_image(self.slicer_app.scene, image, path.name.split(".")[0])
         self.slicer_app.display_manager.show_volume(self.volume, do_reset_views=True)
         self.state.update({"loaded": str(path), "has_result": False, "slice_rows": [], "level_rows": [],
-                           "plot_svg": "", "l3_text": "", "saved": "",
+                           "plot_svg": "", "levels_png": "", "l3_text": "", "saved": "",
                            "is_dicom": bool(self.source_files), "offer_replace": False,
                            "status": f"{path.name}: {image.GetSize()[0]}x{image.GetSize()[1]}x{image.GetSize()[2]}; "
                                      "click Segment."})
@@ -193,6 +194,7 @@ class AdiposeSegWeb(TrameApp):
         levels = self.logic.levels(segmentation)
         self.state.level_rows = level_rows(levels)
         self.state.plot_svg = area_plot_svg(table)
+        self.state.levels_png = self._levels_picture(segmentation)
         l3 = levels.get("L3")
         if l3 and "SMA_cm2" in l3:
             how = "set by hand" if l3["source"] == "manual" else f"auto, {l3['confidence']}"
@@ -202,6 +204,17 @@ class AdiposeSegWeb(TrameApp):
             self.state.l3_text = f"L3 found with low confidence at slice {l3['slice']}: check it"
         else:
             self.state.l3_text = "L3 not found on the bone"
+
+    def _levels_picture(self, segmentation) -> str:
+        """The levels picture as a data URL; an optional view: if it cannot be drawn, the tables still show."""
+        import base64
+
+        try:
+            png = self.logic.levelsPicture(self.volume, segmentation)
+        except Exception:
+            log.error("levels picture failed: %s", traceback.format_exc())
+            return ""
+        return "data:image/png;base64," + base64.b64encode(png).decode("ascii") if png else ""
 
     def update_statistics(self):
         self._guarded(self._update_statistics)
@@ -345,6 +358,8 @@ class AdiposeSegWeb(TrameApp):
             html.Div("{{ saved }}", id="saved", classes="text-caption mt-1")
             html.Div("Dataset folder: {{ dataset_dir }}", classes="text-caption")
             html.Div(v_html=("plot_svg",), classes="mt-2", id="plot")
+            html.Img(src=("levels_png",), v_if=("levels_png",), id="levels-picture", style="width: 100%;",
+                     classes="mt-2", title="Sagittal cut, coronal bone slab and the L3 slice with the levels found")
             with v3.VTable(density="compact", v_if=("level_rows.length",), classes="mt-2", id="levels-table"):
                 with html.Thead(), html.Tr():
                     for head in ("level", "slice", "how", "SMA", "SAT", "VAT", "IMAT"):

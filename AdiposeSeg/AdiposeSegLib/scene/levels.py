@@ -114,3 +114,26 @@ def remeasure(levels: dict, pair, processed: set) -> dict:
             level.update(level_measures(pair.labels[k], pair.hu[k], pair.pixel_area_mm2))
         out[name] = level
     return out
+
+
+def levels_picture_png(volumeNode, segmentationNode, labels: sitk.Image) -> bytes | None:
+    """The levels picture (sagittal, coronal bone slab, L3 slice with its overlay) of the segmentation as it
+    is now, as PNG bytes for the module panel and the web page; None when no level is known."""
+    import io
+
+    from ..reading.orientation import to_canonical
+    from ..reporting.levels_figure import levels_figure
+    from .volumes import image_from_volume_node
+
+    levels = levels_of(segmentationNode)
+    if not levels:
+        return None
+    canonical = to_canonical(image_from_volume_node(volumeNode))
+    hu = sitk.GetArrayViewFromImage(canonical)
+    label_array = sitk.GetArrayViewFromImage(to_canonical(labels))
+    sheet = levels_figure(canonical, hu, label_array, levels)
+    if sheet is None:
+        return None
+    buffer = io.BytesIO()
+    sheet.save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -186,6 +186,13 @@ class SceneLogic(SegmentsMixin, DisplayMixin, GroundTruthMixin):
         """The levels of a result, as in summary.json: name -> slice, range, source, confidence, indices."""
         return levels_of(segmentationNode)
 
+    def levelsPicture(self, volumeNode, segmentationNode) -> bytes | None:
+        """PNG of the levels picture for the segmentation as it is now (edits and a hand-set L3 included)."""
+        from .levels import levels_picture_png
+
+        self.checkBelongs(volumeNode, segmentationNode)
+        return levels_picture_png(volumeNode, segmentationNode, self.labelImage(segmentationNode, volumeNode))
+
     def levelsTable(self, segmentationNode):
         return segmentationNode.GetNodeReference(LEVELS_TABLE_REFERENCE) if segmentationNode is not None else None
 
