@@ -96,3 +96,16 @@ def volume_node_ras_z(volume, k):
     ijk_to_ras = vtk.vtkMatrix4x4()
     volume.GetIJKToRASMatrix(ijk_to_ras)
     return float(np.array(ijk_to_ras.MultiplyPoint((0, 0, k, 1)))[2])
+
+
+def test_levels_csv_has_l3_first_with_units(logic, scene, example_ct):
+    import csv as csv_module
+    import io
+
+    web_tables = pytest.importorskip("AdiposeSegWeb.tables")
+    volume = volume_node_from_image(scene, read_ct(example_ct), "example_ct")
+    segmentation, table = logic.processVolume(volume, options=SegmentOptions(device="cpu", slices=(60, 90)))
+    rows = list(csv_module.DictReader(io.StringIO(web_tables.levels_csv(logic.levels(segmentation)))))
+    assert rows[0]["level"] == "L3" and abs(float(rows[0]["slice"]) - 73.8) <= 1.5 and float(rows[0]["SMA_cm2"]) >= 0
+    slices = list(csv_module.DictReader(io.StringIO(web_tables.table_csv(table))))
+    assert len(slices) == table.GetTable().GetNumberOfRows() and "SAT_area_cm2" in slices[0]

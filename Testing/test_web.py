@@ -268,6 +268,20 @@ def test_a_dicom_series_exports_seg_and_sr_and_replaces_with_a_predecessor(web):
     assert sr.SeriesNumber != first_sr.SeriesNumber
 
 
+def test_the_tables_download_as_csv(web):
+    """Issue 26: the per-slice and levels tables leave the page as CSV, with every column and units."""
+    page = web["page"]   # the 20-slice DICOM series segmented by the export test above
+    with page.expect_download() as download:
+        page.click("#download-slices")
+    rows = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))
+    assert download.value.suggested_filename == f"{web['dicom'].name}_slices.csv" and len(rows) == 20
+    assert {"slice", "z_mm", "SAT_area_cm2", "Muscle_mean_HU"} <= set(rows[0])
+    with page.expect_download() as download:
+        page.click("#download-levels")
+    header = Path(download.value.path()).read_text().splitlines()[0].split(",")
+    assert header[0] == "level" and {"slice", "confidence", "SMA_cm2", "SMD_HU", "SMI_cm2_m2"} <= set(header)
+
+
 def test_the_footer_names_the_tool_its_model_and_licence(web):
     text = web["page"].inner_text("#footer")
     assert text.startswith("AdiposeSeg ") and "adiposeseg-unet-default" in text and "BSD 3-Clause" in text

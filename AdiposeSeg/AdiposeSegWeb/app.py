@@ -31,7 +31,7 @@ from AdiposeSegLib.tissues import LABELS, NAMES, SegmentOptions
 
 from .guard import SessionGuard
 from .paths import DEFAULT_UPLOAD_LIMIT_MB, DataRoots, save_uploads
-from .tables import area_plot_svg, level_rows, slice_rows
+from .tables import area_plot_svg, level_rows, levels_csv, slice_rows, table_csv
 
 log = logging.getLogger("adiposeseg.web")
 POLL_S = 0.25
@@ -92,6 +92,9 @@ class AdiposeSegWeb(TrameApp):
         s.level_rows = []
         s.plot_svg = ""
         s.levels_png = ""
+        s.slices_csv = ""
+        s.levels_csv = ""
+        s.case_name = "ct"
         s.l3_text = ""
         s.saved = ""
         s.is_dicom = False
@@ -195,6 +198,9 @@ class AdiposeSegWeb(TrameApp):
         self.state.level_rows = level_rows(levels)
         self.state.plot_svg = area_plot_svg(table)
         self.state.levels_png = self._levels_picture(segmentation)
+        self.state.slices_csv = table_csv(table)
+        self.state.levels_csv = levels_csv(levels)
+        self.state.case_name = self.volume.GetName() if self.volume is not None else "ct"
         l3 = levels.get("L3")
         if l3 and "SMA_cm2" in l3:
             how = "set by hand" if l3["source"] == "manual" else f"auto, {l3['confidence']}"
@@ -358,6 +364,11 @@ class AdiposeSegWeb(TrameApp):
             html.Div("{{ saved }}", id="saved", classes="text-caption mt-1")
             html.Div("Dataset folder: {{ dataset_dir }}", classes="text-caption")
             html.Div(v_html=("plot_svg",), classes="mt-2", id="plot")
+            with html.Div(classes="d-flex mt-1", v_if=("has_result",)):
+                v3.VBtn("Slices CSV", size="x-small", variant="outlined", id="download-slices",
+                        click="utils.download(case_name + '_slices.csv', slices_csv, 'text/csv')")
+                v3.VBtn("Levels CSV", size="x-small", variant="outlined", id="download-levels", classes="ml-2",
+                        click="utils.download(case_name + '_levels.csv', levels_csv, 'text/csv')")
             html.Img(src=("levels_png",), v_if=("levels_png",), id="levels-picture", style="width: 100%;",
                      classes="mt-2", title="Sagittal cut, coronal bone slab and the L3 slice with the levels found")
             with v3.VTable(density="compact", v_if=("level_rows.length",), classes="mt-2", id="levels-table"):

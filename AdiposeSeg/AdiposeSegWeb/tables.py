@@ -63,3 +63,37 @@ def area_plot_svg(table_node, width: int = 380, height: int = 140) -> str:
             f'<rect width="100%" height="100%" fill="#1e1e1e"/>{"".join(lines)}'
             f'<text x="5" y="{height - 3}" font-size="10" fill="#aaa">z (mm) → ; area up to {top:.0f} cm² </text>'
             f'<text x="{width - 130}" y="12" font-size="11">{legend}</text></svg>')
+
+
+def table_csv(table_node) -> str:
+    """Every column of the per-slice table (areas in cm², mean HU, z in mm), feet to head, as CSV."""
+    import csv
+    import io
+
+    if table_node is None:
+        return ""
+    cols = _columns(table_node)
+    names = list(cols)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(names)
+    for i in range(len(cols[names[0]]) if names else 0):
+        writer.writerow([cols[n][i] for n in names])
+    return out.getvalue()
+
+
+LEVEL_FIELDS = ("slice", "input_slice", "z_mm", "source", "anchor", "confidence", "SMA_cm2", "SMD_HU", "IMAT_cm2",
+                "SAT_cm2", "VAT_cm2", "SMI_cm2_m2")
+
+
+def levels_csv(levels: dict) -> str:
+    """The levels table as CSV, L3 first: the same fields (and units in the names) as summary.json."""
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(("level",) + LEVEL_FIELDS)
+    for name in ordered(levels):
+        writer.writerow([name] + [levels[name].get(key, "") for key in LEVEL_FIELDS])
+    return out.getvalue()
