@@ -223,6 +223,8 @@ def test_real_ct_opens_on_l3_with_the_levels_table(web, example_ct):
     picture = page.locator("#levels-picture")        # issue 23 D: the levels picture in the page
     assert picture.get_attribute("src").startswith("data:image/png;base64,")
     assert page.evaluate("() => document.querySelector('#levels-picture').naturalHeight") == 480
+    plot = page.inner_html("#plot")                   # issue 26: ticks, head/feet, the L3 line, the IMAT curve
+    assert 'id="plot-l3"' in plot and 'data-tissue="IMAT"' in plot and "feet" in plot and "head" in plot
     _shot(page, "web_real_ct_l3")
 
 

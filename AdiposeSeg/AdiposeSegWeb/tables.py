@@ -1,6 +1,8 @@
 """The page's tables and area plot, from the table node and levels SceneLogic wrote."""
 from __future__ import annotations
 
+import numpy as np
+
 from AdiposeSegLib.scene.levels import ordered
 from AdiposeSegLib.tissues import COLORS, LABELS, NAMES
 
@@ -40,29 +42,57 @@ def level_rows(levels: dict) -> list[dict]:
     return rows
 
 
-def area_plot_svg(table_node, width: int = 380, height: int = 140) -> str:
-    """SAT, VAT and muscle area (cm²) along z, as an inline SVG."""
+def _nice_step(span: float, ticks: int = 4) -> float:
+    raw = span / ticks
+    magnitude = 10 ** np.floor(np.log10(raw)) if raw > 0 else 1.0
+    return float(min((m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw), default=magnitude))
+
+
+def area_plot_svg(table_node, width: int = 380, height: int = 160, l3_z_mm: float | None = None) -> str:
+    """SAT, VAT, muscle and IMAT area (cm²) along z as an inline SVG: axes with ticks, the feet and head
+    ends named, and a line at L3 when it is known."""
     if table_node is None:
         return ""
     cols = _columns(table_node)
     z = cols.get("z_mm", [])
     if len(z) < 2:
         return ""
+    left, right, top_pad, bottom = 34, 8, 16, 28
+    plot_w, plot_h = width - left - right, height - top_pad - bottom
     top = max(max(cols[f"{name}_area_cm2"]) for name in PLOTTED) or 1.0
     z0, z1 = min(z), max(z)
-    lines = []
-    for name in PLOTTED:
+    x_of = lambda zz: left + (zz - z0) / (z1 - z0 or 1) * plot_w              # noqa: E731
+    y_of = lambda a: top_pad + plot_h - a / top * plot_h                      # noqa: E731
+    parts = ['<rect width="100%" height="100%" fill="#1e1e1e"/>',
+             f'<line x1="{left}" y1="{top_pad + plot_h}" x2="{left + plot_w}" y2="{top_pad + plot_h}" stroke="#888"/>',
+             f'<line x1="{left}" y1="{top_pad}" x2="{left}" y2="{top_pad + plot_h}" stroke="#888"/>']
+    step = _nice_step(top)
+    for k in range(int(top // step) + 1):
+        a = k * step
+        parts.append(f'<line x1="{left - 3}" y1="{y_of(a):.1f}" x2="{left}" y2="{y_of(a):.1f}" stroke="#888"/>'
+                     f'<text x="{left - 5}" y="{y_of(a) + 3:.1f}" font-size="9" fill="#aaa" text-anchor="end">{a:g}</text>')
+    zstep = _nice_step(z1 - z0)
+    first = np.ceil(z0 / zstep) * zstep
+    for zz in np.arange(first, z1 + 1e-6, zstep):
+        parts.append(f'<line x1="{x_of(zz):.1f}" y1="{top_pad + plot_h}" x2="{x_of(zz):.1f}" y2="{top_pad + plot_h + 3}" '
+                     f'stroke="#888"/><text x="{x_of(zz):.1f}" y="{top_pad + plot_h + 12}" font-size="9" fill="#aaa" '
+                     f'text-anchor="middle">{zz:g}</text>')
+    names = PLOTTED + ("IMAT",)
+    for name in names:
         label = next(k for k in LABELS if NAMES[k] == name)
         r, g, b = COLORS[label]
-        points = " ".join(f"{(zz - z0) / (z1 - z0 or 1) * (width - 10) + 5:.1f},"
-                          f"{height - 15 - a / top * (height - 25):.1f}"
-                          for zz, a in sorted(zip(z, cols[f"{name}_area_cm2"])))
-        lines.append(f'<polyline fill="none" stroke="rgb({r},{g},{b})" stroke-width="2" points="{points}"/>')
-    legend = " ".join(f'<tspan fill="rgb{COLORS[next(k for k in LABELS if NAMES[k] == n)]}">{n}</tspan>' for n in PLOTTED)
-    return (f'<svg width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg">'
-            f'<rect width="100%" height="100%" fill="#1e1e1e"/>{"".join(lines)}'
-            f'<text x="5" y="{height - 3}" font-size="10" fill="#aaa">z (mm) → ; area up to {top:.0f} cm² </text>'
-            f'<text x="{width - 130}" y="12" font-size="11">{legend}</text></svg>')
+        points = " ".join(f"{x_of(zz):.1f},{y_of(a):.1f}" for zz, a in sorted(zip(z, cols[f"{name}_area_cm2"])))
+        parts.append(f'<polyline fill="none" stroke="rgb({r},{g},{b})" stroke-width="{1 if name == "IMAT" else 2}" '
+                     f'points="{points}" data-tissue="{name}"/>')
+    if l3_z_mm is not None and z0 <= l3_z_mm <= z1:
+        x = x_of(l3_z_mm)
+        parts.append(f'<line x1="{x:.1f}" y1="{top_pad}" x2="{x:.1f}" y2="{top_pad + plot_h}" stroke="#ffe600" '
+                     f'stroke-dasharray="3,2" id="plot-l3"/><text x="{x + 2:.1f}" y="{top_pad + 9}" font-size="9" '
+                     f'fill="#ffe600">L3</text>')
+    legend = " ".join(f'<tspan fill="rgb{COLORS[next(k for k in LABELS if NAMES[k] == n)]}">{n}</tspan>' for n in names)
+    parts.append(f'<text x="{left}" y="{height - 3}" font-size="9" fill="#aaa">feet ← z (mm) → head; area (cm²)</text>'
+                 f'<text x="{width - 150}" y="11" font-size="10">{legend}</text>')
+    return f'<svg width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg">{"".join(parts)}</svg>'
 
 
 def table_csv(table_node) -> str:
