@@ -1,5 +1,4 @@
 """Batch rows that belong to their scan: identity, options, atomic result sets, leftovers, shards (issue 9, D E G)."""
-import csv
 import json
 import signal
 import socket
@@ -8,27 +7,12 @@ import sys
 import time
 
 import pytest
-import SimpleITK as sitk
 
 from AdiposeSegLib.running.cli import main
 from AdiposeSegLib.errors import OutputError
+from batch_helpers import batch as _batch, rows as _rows, slab as _slab
 
 NUMBERS = ["SAT_volume_cm3", "VAT_volume_cm3", "Muscle_volume_cm3", "IMAT_volume_cm3"]
-
-
-def _rows(path):
-    with open(path) as fh:
-        return {r["case_id"]: r for r in csv.DictReader(fh)}
-
-
-def _batch(source, out, model, *extra):
-    return main(["batch", str(source), "-o", str(out), "--model", str(model), "--device", "cpu", "-q", *extra])
-
-
-def _slab(example_ct_sm, start, path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sitk.WriteImage(sitk.ReadImage(str(example_ct_sm))[:, :, start:start + 3], str(path))
-    return path
 
 
 def _single(path, model, tmp_path):

@@ -1,31 +1,14 @@
 """Hostile inputs round 2, batch and cohort (issue 22, items 7-11 and the crashes): runs that mixed
 two results, lost a site's cases or aggregated an incomplete cohort without a word."""
 import codecs
-import csv
 import json
 import os
 import subprocess
 import sys
 
-import SimpleITK as sitk
-
 from AdiposeSegLib.running.cli import main
 from AdiposeSegLib.running.output_lock import LOCK_PREFIX
-
-
-def _rows(path):
-    with open(path, newline="") as fh:
-        return {r["case_id"]: r for r in csv.DictReader(fh)}
-
-
-def _batch(source, out, model, *extra):
-    return main(["batch", str(source), "-o", str(out), "--model", str(model), "--device", "cpu", "-q", *extra])
-
-
-def _slab(example_ct_sm, start, path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sitk.WriteImage(sitk.ReadImage(str(example_ct_sm))[:, :, start:start + 3], str(path))
-    return path
+from batch_helpers import batch as _batch, rows as _rows, slab as _slab
 
 
 def _sha(path):

@@ -38,9 +38,8 @@ def _series(plain_series, tmp_path, edit=None, name="s"):
 
 # -- orientation: the anatomy decides which way is up
 def test_an_anterior_posterior_pixel_flip_is_refused(small_ct):
-    array = sitk.GetArrayFromImage(small_ct)
-    axis, _ = 1, None   # the example is stored LPS-like: array rows run anterior-posterior
-    flipped = _like(np.flip(array, axis=axis).copy(), small_ct)
+    array = sitk.GetArrayFromImage(small_ct)   # the example is stored LPS-like: array rows run anterior-posterior
+    flipped = _like(np.flip(array, axis=1).copy(), small_ct)
     with pytest.raises(NotCTError, match="spine lies in front"):
         validate_ct(flipped, "flipped")
 

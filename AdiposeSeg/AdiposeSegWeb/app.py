@@ -202,7 +202,6 @@ class AdiposeSegWeb(TrameApp):
         self.state.slices_csv = table_csv(table)
         self.state.levels_csv = levels_csv(levels)
         self.state.case_name = self.volume.GetName() if self.volume is not None else "ct"
-        l3 = levels.get("L3")
         if l3 and "SMA_cm2" in l3:
             how = "set by hand" if l3["source"] == "manual" else f"auto, {l3['confidence']}"
             self.state.l3_text = (f"L3 slice {l3['slice']} ({how}): SMA {l3['SMA_cm2']:.1f} cm², "

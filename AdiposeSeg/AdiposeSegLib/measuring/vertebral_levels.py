@@ -99,24 +99,30 @@ def _bone(hu: np.ndarray, core_hu: float, edge_hu: float) -> np.ndarray:
     return ndimage.binary_closing(core | (ndimage.binary_dilation(core) & (hu > edge_hu)), iterations=1)
 
 
+def _beside_column(bone: np.ndarray, column: SpineColumn, spacing, min_lateral_mm: float):
+    """The (k, i) distance of every voxel from the spine's axis in mm, and the 26-connected pieces of
+    `bone` at least `min_lateral_mm` from it, each as its voxels' (k, j, i) index arrays."""
+    lateral = np.abs(np.arange(bone.shape[2])[None, :] - column.axis_x[:, None]) * spacing[0]
+    labels, _ = ndimage.label(bone & (lateral >= min_lateral_mm)[:, None, :], ndimage.generate_binary_structure(3, 3))
+    pieces = []
+    for index, box in enumerate(ndimage.find_objects(labels), start=1):
+        if box is not None:
+            k, j, i = np.nonzero(labels[box] == index)
+            pieces.append((k + box[0].start, j + box[1].start, i + box[2].start))
+    return lateral, pieces
+
+
 def rib_heads(hu: np.ndarray, column: SpineColumn, spacing, below: float = -1.0) -> list[float]:
     """Slice positions (k) of the medial ends of ribs seen beside the column; bone reaching down to
     slice `below` (the top of the sacrum when it was found) is not a rib."""
-    sx, sy, _ = spacing
-    bone = _bone(hu, RIB_CORE_HU, RIB_HU)
-    lateral = np.abs(np.arange(hu.shape[2])[None, :] - column.axis_x[:, None]) * sx  # (k, i) mm from the midline
-    outside = bone & (lateral >= COLUMN_ZONE_MM)[:, None, :]
-    labels, _ = ndimage.label(outside, ndimage.generate_binary_structure(3, 3))
+    sy = spacing[1]
+    lateral, pieces = _beside_column(_bone(hu, RIB_CORE_HU, RIB_HU), column, spacing, COLUMN_ZONE_MM)
     heads = []
     centre = column.centre_j
     voxel_cm3 = float(np.prod(spacing)) / 1000.0
-    for index, box in enumerate(ndimage.find_objects(labels), start=1):
-        if box is None:
-            continue
-        k, j, i = np.nonzero(labels[box] == index)
+    for k, j, i in pieces:
         if k.size < 10:
             continue
-        k, j, i = k + box[0].start, j + box[1].start, i + box[2].start
         dense = hu[k, j, i] > RIB_CORE_HU   # the rib itself, not the organ rim grown onto it, is measured
         if dense.sum() < 5:
             continue
@@ -183,23 +189,14 @@ def iliac_crest_top(hu: np.ndarray, column: SpineColumn, spacing) -> float | Non
     """Slice (k) of the iliac crests' top: the highest point of the large lateral bone that runs down into
     the pelvis (each ilium), averaged over the sides found. In most adults it lies at the L4 body or the
     L4-L5 disc: a check on the count, and a weak anchor of its own."""
-    sx = spacing[0]
-    bone = _bone(hu, RIB_CORE_HU, SACRAL_BONE_HU)
-    lateral = np.abs(np.arange(hu.shape[2])[None, :] - column.axis_x[:, None]) * sx
-    side = np.sign(np.arange(hu.shape[2])[None, :] - column.axis_x[:, None])
-    outside = bone & (lateral >= CREST_LATERAL_MM)[:, None, :]
-    labels, _ = ndimage.label(outside, ndimage.generate_binary_structure(3, 3))
+    _, pieces = _beside_column(_bone(hu, RIB_CORE_HU, SACRAL_BONE_HU), column, spacing, CREST_LATERAL_MM)
     voxel_cm3 = float(np.prod(spacing)) / 1000.0
     tops = {}
-    for index, box in enumerate(ndimage.find_objects(labels), start=1):
-        if box is None:
-            continue
-        k, j, i = np.nonzero(labels[box] == index)
-        k, i = k + box[0].start, i + box[2].start
+    for k, _j, i in pieces:
         height = (k.max() - k.min()) * spacing[2]
         if k.size * voxel_cm3 < ILIUM_MIN_CM3 or height < ILIUM_MIN_HEIGHT_MM or k.min() > 2:
             continue   # not an ilium: too small, too short, or not reaching down to the bottom of the scan
-        where = int(np.sign(np.mean(side[k, i])))
+        where = int(np.sign(np.mean(np.sign(i - column.axis_x[k]))))   # which side of the spine
         tops[where] = max(tops.get(where, -1.0), float(k.max()))
     return float(np.mean(list(tops.values()))) if tops else None
 
@@ -253,15 +250,11 @@ def _check_crest(names: dict, segments, crest_index: int, crest: float, report: 
                         "says they should: an anchor may be wrong; check the levels (and give L3 by hand)")
 
 
-def _check_heights(segments, names: dict, report: LevelReport) -> None:
+def _check_heights(segments, names: dict, typical: float | None, report: LevelReport) -> None:
     """Counting is only as good as the discs: a vertebra between the anchor and L3 much taller or shorter
     than the others means a missed or a false disc, so every name above or below it may be one off."""
-    if report.confidence not in ("high", "medium"):
+    if report.confidence not in ("high", "medium") or sum(complete for _, _, complete in segments) < 3:
         return
-    heights = [high - low for low, high, complete in segments if complete]
-    if len(heights) < 3:
-        return
-    typical = float(np.median(heights))
     anchor_index = {"last rib": "T12", "sacrum": "L5", "sacrum and last rib": "L5"}.get(report.anchor)
     index_of = {name: index for index, name in names.items()}
     if anchor_index not in index_of or "L3" not in index_of:
@@ -312,7 +305,7 @@ def detect_levels(canonical: sitk.Image) -> LevelReport:
     t12_index = None
     if heads:
         lowest = min(heads)
-        for index, (low, high, complete) in enumerate(segments):
+        for index, (low, high, _) in enumerate(segments):
             if low <= lowest <= high:
                 t12_index = index
                 break
@@ -330,7 +323,9 @@ def detect_levels(canonical: sitk.Image) -> LevelReport:
         names, report.anchor, report.confidence = _name_from_crest(segments, crest_index, crest, report.notes)
     elif names and crest_index is not None:
         _check_crest(names, segments, crest_index, crest, report)
-    _check_heights(segments, names, report)
+    heights = [high - low for low, high, complete in segments if complete]
+    typical = float(np.median(heights)) if heights else None
+    _check_heights(segments, names, typical, report)
     to_k = _working_to_canonical(work, canonical)
     report.anchors = {
         "sacrum": {"found": l5_index is not None} | ({"L5_S1_disc_slice": round(to_k(segments[l5_index][0]), 1)}
@@ -338,13 +333,10 @@ def detect_levels(canonical: sitk.Image) -> LevelReport:
         "last_rib": {"found": t12_index is not None, "rib_heads_slices": sorted(round(to_k(h), 1) for h in heads)},
         "iliac_crest": {"found": crest is not None} | ({"top_slice": round(to_k(crest), 1)} if crest is not None else {}),
         "used": report.anchor, "confidence": report.confidence}
-    to_canonical_k = to_k
     report.discs_mm = [round(float(_z_mm(work, np.interp(s, column.s_mm, column.k_of_s))), 2) for s in discs]
-    heights = [high - low for low, high, complete in segments if complete]
-    typical = float(np.median(heights)) if heights else None
     for index, name in names.items():
         low, high, complete = segments[index]
-        a, b = to_canonical_k(low), to_canonical_k(high)
+        a, b = to_k(low), to_k(high)
         mid = (low + high) / 2.0
         if not complete and typical and high - low < typical and name.startswith("L"):
             # a lumbar body cut by the field of view: its middle is half a typical (lumbar) vertebra
@@ -353,7 +345,7 @@ def detect_levels(canonical: sitk.Image) -> LevelReport:
         row = int(np.clip(round(mid), 0, hu.shape[0] - 1))
         centre_j = column.centre_j[row] if not np.isnan(column.centre_j[row]) else np.nanmedian(column.centre_j)
         centre = work.TransformContinuousIndexToPhysicalPoint((float(column.axis_x[row]), float(centre_j), mid))
-        report.levels[name] = {"range_k": (a, b), "mid_k": to_canonical_k(mid), "complete": complete,
+        report.levels[name] = {"range_k": (a, b), "mid_k": to_k(mid), "complete": complete,
                                "confidence": report.confidence if complete else "low", "anchor": report.anchor,
                                "centre_lps_mm": [round(float(v), 2) for v in centre]}
         if not complete:

@@ -14,10 +14,10 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from ..errors import ImageShapeError, NotCTError
+from .hu_checks import largest_body
 from .orientation import axial_axis, to_canonical
 
 BONE_HU = 250.0
-BODY_HU = -500.0
 MIN_BONE_CM2 = 3.0          # less bone than this in every slice looked at: no skeleton
 MIDLINE_CM2 = 2.0           # a slice says where the spine is only when its midline holds this much bone ...
 MIDLINE_SHARE = 0.35        # ... and this share of the slice's bone: lumbar and lower thoracic levels, where
@@ -30,7 +30,7 @@ MAX_BONE_FRACTION = 0.4     # bone is a few percent of a body's cross-section, n
 SAMPLE_SLICES = 12
 METAL_HU = 2500.0           # above dense cortical bone (about 1900 HU): metal
 METAL_MIN_VOXELS = 20
-ADULT_WIDTH_MM = 260.0      # labelled body narrower abdomens (children, small adults) are outside what the model was validated on
+ADULT_WIDTH_MM = 260.0      # a labelled body narrower than this (children, small adults) is outside what the model was validated on
 
 
 def sampled_canonical(image: sitk.Image, count: int = SAMPLE_SLICES) -> tuple[np.ndarray, tuple]:
@@ -45,12 +45,10 @@ def sampled_canonical(image: sitk.Image, count: int = SAMPLE_SLICES) -> tuple[np
 
 
 def _slice_facts(s: np.ndarray, spacing) -> dict | None:
-    body = s > BODY_HU
-    labels, n = ndimage.label(body)
-    if n == 0:
+    body = largest_body(s)
+    if body is None:
         return None
-    sizes = np.bincount(labels.ravel())[1:]
-    body = ndimage.binary_fill_holes(labels == int(np.argmax(sizes)) + 1)
+    body = ndimage.binary_fill_holes(body)
     rows, cols = np.nonzero(body)
     if rows.size < 100:
         return None
@@ -59,11 +57,9 @@ def _slice_facts(s: np.ndarray, spacing) -> dict | None:
     inner = body[:, :-1] & body[:, 1:]
     a, b = s[:, :-1][inner], s[:, 1:][inner]
     texture = float(np.corrcoef(a, b)[0, 1]) if a.size > 10 and a.std() > 0 and b.std() > 0 else 1.0
-    facts = {"width_mm": float(width * spacing[0]), "aspect": float(depth * spacing[1] / (width * spacing[0])),
-             "texture": texture, "bone_fraction": 0.0, "spine_offset": None}
     bone = (s > BONE_HU) & body
-    facts["bone_fraction"] = float(bone.sum() / rows.size)
-    facts["bone_cm2"] = float(bone.sum() * pixel_cm2)
+    facts = {"aspect": float(depth * spacing[1] / (width * spacing[0])), "texture": texture,
+             "bone_fraction": float(bone.sum() / rows.size), "bone_cm2": float(bone.sum() * pixel_cm2), "spine_offset": None}
     if facts["bone_cm2"] < MIN_BONE_CM2:
         return facts
     rb, cb = np.nonzero(bone)
@@ -73,14 +69,13 @@ def _slice_facts(s: np.ndarray, spacing) -> dict | None:
     return facts
 
 
-def check_patient_anatomy(image: sitk.Image, source: str = "image") -> float | None:
+def check_patient_anatomy(image: sitk.Image, source: str = "image") -> None:
     """Refuse images that are not a body (no texture, no bone, noise) or whose pixels lie otherwise than
-    the header says (spine anterior: flipped; body deeper than wide with the spine not posterior: rotated).
-    Returns the median body width (mm) of the slices looked at, or None."""
+    the header says (spine anterior: flipped; body deeper than wide with the spine not posterior: rotated)."""
     hu, spacing = sampled_canonical(image)
     facts = [f for f in (_slice_facts(hu[k], spacing) for k in range(hu.shape[0])) if f]
     if not facts:
-        return None
+        return
     texture = float(np.median([f["texture"] for f in facts]))
     if texture < MIN_TEXTURE:
         raise NotCTError(f"{source}: neighbouring voxels are unrelated (correlation {texture:.2f}; a CT's is about 0.9): "
@@ -92,7 +87,6 @@ def check_patient_anatomy(image: sitk.Image, source: str = "image") -> float | N
     if max(f.get("bone_cm2", 0.0) for f in facts) < MIN_BONE_CM2:
         raise NotCTError(f"{source}: no bone (spine, pelvis, ribs) in any of {len(facts)} slices looked at: a phantom "
                          "(water cylinder, QA fat ring) or not a body. AdiposeSeg measures patients")
-    width = float(np.median([f["width_mm"] for f in facts]))
     offsets = [f["spine_offset"] for f in facts if f["spine_offset"] is not None]
     # the same test on the slices turned by 90 degrees: a spine that lies to one side shows there
     turned = [f["spine_offset"] for f in (_slice_facts(np.ascontiguousarray(hu[k].T), spacing[::-1][1:] + (spacing[2],))
@@ -103,14 +97,13 @@ def check_patient_anatomy(image: sitk.Image, source: str = "image") -> float | N
                          "centre: the pixels are rotated by 90 degrees against the orientation header (a decubitus "
                          "scan stored as supine, or a wrong transform). Fix the header or re-export the series")
     if not offsets:
-        return width   # no lumbar or thoracic vertebra in view: which way is up cannot be told from the spine
+        return   # no lumbar or thoracic vertebra in view: which way is up cannot be told from the spine
     offset = float(np.median(offsets))
     if offset < SPINE_ANTERIOR:
         raise NotCTError(f"{source}: the spine lies in front of the body's centre (offset {offset:+.2f} of the body's "
                          "depth; posterior is positive). The pixels are flipped front to back against the orientation "
                          "header (a prone scan stored as supine, or a wrong ImageOrientationPatient / NIfTI "
                          "transform); SAT and VAT would be swapped in places. Fix the header or re-export the series")
-    return width
 
 
 def check_slices_consistent(values: np.ndarray, slice_axis: int, source: str = "image") -> None:

@@ -185,9 +185,9 @@ def _check_no_lost_files(folder: str, files: list[str], slices: list[Slice]) -> 
                 and os.path.splitext(entry.name)[1].lower() in suffixes and entry.stat().st_size < 132:
             broken.append(entry.path)
     if broken and len(broken) < len(slices):
-        names = ", ".join(os.path.basename(b) for b in sorted(broken)[:3]) + (" ..." if len(broken) > 3 else "")
+        shown = ", ".join(os.path.basename(b) for b in sorted(broken)[:3]) + (" ..." if len(broken) > 3 else "")
         raise InputReadError(f"{folder}: {len(broken)} file(s) beside the series are empty or cut off before their "
-                             f"header ends ({names}): a slice would be missing. Copy the series again")
+                             f"header ends ({shown}): a slice would be missing. Copy the series again")
 
 
 def read_folder(folder: str, series_uid: str | None, info: dict) -> sitk.Image:
@@ -241,7 +241,7 @@ def _check_consistent(slices: list[Slice], source: str) -> None:
     """What must be one value for the whole series: pixel spacing, frame of reference, rescale and
     contrast. A slice unlike the others would be measured with the wrong pixel size or HU."""
     def differ(values, what, why):
-        distinct = sorted({v for v in values})
+        distinct = sorted(set(values))
         if len(distinct) > 1:
             raise InputReadError(f"{source}: the slices differ in {what} ({', '.join(str(v) or '<none>' for v in distinct[:3])}"
                                  f"{' ...' if len(distinct) > 3 else ''}): {why}. Give one consistent series")
@@ -285,8 +285,9 @@ def _seconds(time_text: str) -> float | None:
 
 
 def _angle_deg(a, b) -> float:
-    cos = float(np.clip(abs(np.dot(_normal(a), _normal(b))) / (np.linalg.norm(_normal(a)) * np.linalg.norm(_normal(b))), 0, 1))
-    return math.degrees(math.acos(cos))
+    """Angle between the slice normals of two ImageOrientationPatient values."""
+    na, nb = _normal(a), _normal(b)
+    return math.degrees(math.acos(float(np.clip(abs(np.dot(na, nb)) / (np.linalg.norm(na) * np.linalg.norm(nb)), 0, 1))))
 
 
 def _set_aside(slices: list[Slice], source: str, info: dict) -> list[Slice]:

@@ -84,17 +84,23 @@ def check_hounsfield(values: np.ndarray, source: str) -> None:
         f"{p1:.0f}); a CT of the abdomen shows air around the body or in the bowel. These values are not trusted as HU")
 
 
+def largest_body(plane: np.ndarray) -> np.ndarray | None:
+    """The largest connected region above BODY_HU in one slice (the patient, not the table), or None."""
+    labels, n = ndimage.label(plane > BODY_HU)
+    if n == 0:
+        return None
+    return labels == int(np.argmax(np.bincount(labels.ravel())[1:])) + 1
+
+
 def check_body_size(values: np.ndarray, spacing_xyz: tuple[float, float, float], source: str) -> None:
     """The body's widest in-plane extent must be human: catches pixel spacing in cm or a wrong unit."""
     widths = []
     step = max(1, values.shape[0] // 8)
     for k in range(0, values.shape[0], step):
-        body = np.asarray(values[k]) > BODY_HU
-        if not body.any():
+        body = largest_body(np.asarray(values[k]))
+        if body is None:
             continue
-        labels, n = ndimage.label(body)
-        sizes = np.bincount(labels.ravel())[1:]
-        rows, cols = np.nonzero(labels == int(np.argmax(sizes)) + 1)
+        rows, cols = np.nonzero(body)
         widths.append(max((rows.max() - rows.min() + 1) * spacing_xyz[1], (cols.max() - cols.min() + 1) * spacing_xyz[0]))
     if not widths:
         raise NotCTError(f"{source}: no body found (no voxel above {BODY_HU:.0f} HU)")

@@ -61,9 +61,11 @@ def parse_shard(text: str) -> tuple[int, int]:
     return index, count
 
 
-def identity_for(path: str) -> dict:
-    files = dicom_files(path) if os.path.isdir(path) else None
-    return input_identity(path, None, files)
+def identity_for(path: str, files: list[str] | None = None) -> dict:
+    """The input's identity; `files`: its DICOM files when already listed (a folder is scanned once)."""
+    if os.path.isdir(path):
+        return input_identity(path, None, dicom_files(path) if files is None else files)
+    return input_identity(path, None, None)
 
 
 def _given(patient: dict | None) -> dict:
@@ -87,8 +89,9 @@ def process_case(path: str, case_id: str, out_root: Path, model: LoadedModel, op
     summary_file = case_dir / f"{case_id}_summary.json"
     t0 = time.perf_counter()
     try:
-        states = file_states(input_files(path))
-        identity = identity_for(path)
+        files = input_files(path)
+        states = file_states(files)
+        identity = identity_for(path, files)
     except OSError as exc:
         return _failed(case_dir, case_id, path, f"{path}: cannot be read ({exc.strerror or exc})", key, {"path": path}, t0)
     note = ""
