@@ -375,6 +375,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resample", action="store_true", help="allow different grids (nearest neighbour onto the reference)")
     p.set_defaults(func=cmd_evaluate)
 
+    from ..node.commands import add_parsers as add_node_parsers
+
+    add_node_parsers(sub)
+
     p = sub.add_parser("demo", help="run the whole path on a generated CT phantom (no data needed)")
     p.add_argument("-o", "--output", default="adiposeseg-demo")
     p.add_argument("--model")
