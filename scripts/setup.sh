@@ -6,12 +6,16 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 # Debian packages the tests use for real: python3-venv; dicom3tools (dciodvfy, the DICOM validator);
 # a single-node Slurm (the cohort job-array recipe); Chromium + Mesa (EGL, software rendering) for
-# the browser app's tests.
+# the browser app's tests; Orthanc with its DICOMweb plugin (the PACS the DICOM node is tested
+# against) and openssl (the node's TLS test certificate).
 PACKAGES=""
 "$PY" -m venv --help >/dev/null 2>&1 || PACKAGES="$PACKAGES python3-venv"
 command -v dciodvfy >/dev/null 2>&1 || PACKAGES="$PACKAGES dicom3tools"
 command -v slurmctld >/dev/null 2>&1 || PACKAGES="$PACKAGES slurm-wlm munge"
 [ -x /usr/bin/chromium ] || PACKAGES="$PACKAGES chromium"
+command -v Orthanc >/dev/null 2>&1 || PACKAGES="$PACKAGES orthanc"
+[ -f /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || PACKAGES="$PACKAGES orthanc-dicomweb"
+command -v openssl >/dev/null 2>&1 || PACKAGES="$PACKAGES openssl"
 dpkg -s libegl-mesa0 libgl1-mesa-dri libegl1 libgl1 >/dev/null 2>&1 || PACKAGES="$PACKAGES libegl1 libegl-mesa0 libgl1 libgl1-mesa-dri"
 if [ -n "$PACKAGES" ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
