@@ -39,7 +39,7 @@ def wait_port(port: int, timeout: float = 60, process: subprocess.Popen | None =
 
 
 class Orthanc:
-    def __init__(self, folder: Path, modalities: dict):
+    def __init__(self, folder: Path, modalities: dict, **extra):
         self.http_port, self.dicom_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.http_port}"
         config = {"Name": "adiposeseg-test", "StorageDirectory": str(folder / "db"), "IndexDirectory": str(folder / "db"),
@@ -47,7 +47,7 @@ class Orthanc:
                   "RemoteAccessAllowed": False, "AuthenticationEnabled": False, "DicomCheckCalledAeTitle": False,
                   "DicomModalities": modalities, "DicomAssociationCloseDelay": 0, "SaveJobs": False,
                   "Plugins": [str(DICOMWEB_PLUGIN)] if DICOMWEB_PLUGIN.is_file() else [],
-                  "DicomWeb": {"Enable": True, "Root": "/dicom-web/"}}
+                  "DicomWeb": {"Enable": True, "Root": "/dicom-web/"}, **extra}
         self.config = folder / "orthanc.json"
         self.config.write_text(json.dumps(config))
         self.log = folder / "orthanc.log"
@@ -105,8 +105,8 @@ class Orthanc:
 
 
 @contextmanager
-def orthanc_server(folder: Path, modalities: dict):
-    server = Orthanc(folder, modalities)
+def orthanc_server(folder: Path, modalities: dict, **extra):
+    server = Orthanc(folder, modalities, **extra)
     try:
         yield server.start()
     finally:

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from pydicom.uid import CTImageStorage, DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian, RLELossless
+from pydicom.filewriter import dcmwrite
+from pydicom.uid import (CTImageStorage, DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian, ExplicitVRLittleEndian,
+                         ImplicitVRLittleEndian, RLELossless)
 
 from AdiposeSegLib.errors import AdiposeSegError
 from AdiposeSegLib.node.config import build_config, parse_peer, read_config_file
@@ -215,10 +217,11 @@ def test_full_queue_and_low_disk_refuse_new_series_with_status_a700(site, tmp_pa
 
 
 def test_every_ct_transfer_syntax_is_read_and_measured_alike(site, tmp_path):
-    """One series whose slices arrive in five transfer syntaxes (as after a PACS migration): the same
+    """One series whose slices arrive in six transfer syntaxes (as after a PACS migration): the same
     volumes as the original JPEG 2000 series, the pixels being lossless in all."""
     node = site["node"]
-    syntaxes = [ImplicitVRLittleEndian, ExplicitVRLittleEndian, DeflatedExplicitVRLittleEndian, RLELossless, None]
+    syntaxes = [ImplicitVRLittleEndian, ExplicitVRLittleEndian, DeflatedExplicitVRLittleEndian, RLELossless,
+                ExplicitVRBigEndian, None]
     out = tmp_path / "mixed"
     out.mkdir()
     for index, path in enumerate(_files(_copy(site["source"], tmp_path / "src", "2.25.7700", "2.25.7700.1", "TS"))):
@@ -227,12 +230,19 @@ def test_every_ct_transfer_syntax_is_read_and_measured_alike(site, tmp_path):
         if syntax == RLELossless:
             ds.decompress()
             ds.compress(RLELossless)
+        elif syntax == ExplicitVRBigEndian:   # retired, still sent by old scanners; pydicom writes it only when forced
+            ds.decompress()
+            pixels = ds.pixel_array
+            ds.PixelData = pixels.astype(pixels.dtype.newbyteorder(">")).tobytes()
+            ds.file_meta.TransferSyntaxUID = syntax
+            dcmwrite(str(out / path.name), ds, little_endian=False, implicit_vr=False, force_encoding=True)
+            continue
         elif syntax is not None:   # None: left in JPEG 2000 lossless as the scanner wrote it
             ds.decompress()
             ds.file_meta.TransferSyntaxUID = syntax
         ds.save_as(str(out / path.name), enforce_file_format=True)
     files = _files(out)
-    assert len({str(pydicom.dcmread(str(f), stop_before_pixels=True).file_meta.TransferSyntaxUID) for f in files}) == 5
+    assert len({str(pydicom.dcmread(str(f), stop_before_pixels=True).file_meta.TransferSyntaxUID) for f in files}) == 6
     assert store_files(files, node.port) == [0] * 20
     node.wait_for("sent", "2.25.7700.1")
     volumes = node.events("measured", "2.25.7700.1")[0]["measured"]["volumes_cm3"]
@@ -240,7 +250,7 @@ def test_every_ct_transfer_syntax_is_read_and_measured_alike(site, tmp_path):
         assert value == pytest.approx(site["reference"]["totals"][f"{name}_volume_cm3"], rel=1e-9), name
 
 
-def test_a_failing_destination_is_retried_with_back_off_then_reported_and_the_ct_kept(site, tmp_path):
+def test_a_failing_destination_is_retried_with_back_off_then_reported_and_the_ct_kept(site, tmp_path, capsys):
     port, closed = free_port(), free_port()
     series = _files(_copy(site["source"], tmp_path / "s", "2.25.7800", "2.25.7800.1", "F"))
     with node_process(tmp_path / "node", port, "--allow", "TESTSCU", "--quiet-seconds", "0.5", "--keep-received-hours", "0",
@@ -254,6 +264,16 @@ def test_a_failing_destination_is_retried_with_back_off_then_reported_and_the_ct
     # measured (in the cohort table) but not sent: the received CT stays although its retention is 0
     assert len(list((tmp_path / "node" / "incoming" / "2.25.7800.1").glob("*.dcm"))) == 20
     assert "2.25.7800.1,done" in (tmp_path / "node" / "results" / "summary.csv").read_text()
+    assert main(["node", "--status", "--workdir", str(tmp_path / "node")]) == 1
+    assert "send_failed  2.25.7800.1  20 files" in capsys.readouterr().out
+    # the destination fixed, the given-up send goes out
+    with node_process(tmp_path / "node", port, "--allow", "TESTSCU", "--retry-sends", "--keep-received-hours", "0",
+                      "--send-to", f"ORTHANC@127.0.0.1:{site['orthanc'].dicom_port}") as node:
+        node.wait_for("removed_received", "2.25.7800.1")
+        assert len(node.events("sent", "2.25.7800.1")) == 1 and len(node.events("measured", "2.25.7800.1")) == 1
+    assert main(["node", "--status", "--workdir", str(tmp_path / "node")]) == 0
+    assert not (tmp_path / "node" / "incoming" / "2.25.7800.1").exists()
+    _check_objects(site["orthanc"], "2.25.7800", "2.25.7800.1", site["reference"], ct_in_pacs=False)
 
 
 def test_sent_results_free_the_received_ct_after_the_retention(site):
@@ -307,3 +327,24 @@ def test_results_can_go_by_stow_rs_to_a_dicomweb_server(site, tmp_path):
         assert store_files(series, port) == [0] * 20
         assert node.wait_for("sent", "2.25.8000.1")[0]["to"] == [f"{orthanc.url}/dicom-web"]
     _check_objects(orthanc, "2.25.8000", "2.25.8000.1", site["reference"], ct_in_pacs=False)
+
+
+def test_the_documented_orthanc_routing_rule_sends_stable_ct_series_to_the_node(site, tmp_path):
+    """docs/hospital/orthanc-route-ct.lua in a second Orthanc: a CT series uploaded by a modality is
+    routed to the node once stable, and the SEG + SR that come back are not routed again."""
+    rule = Path(__file__).resolve().parents[1] / "docs" / "hospital" / "orthanc-route-ct.lua"
+    port = free_port()
+    with orthanc_server(tmp_path, {"adiposeseg": ["ADIPOSESEG", "127.0.0.1", port]}, LuaScripts=[str(rule)], StableAge=1) as orthanc:
+        with node_process(tmp_path / "node", port, "--allow", "ORTHANC", "--quiet-seconds", "1",
+                          "--send-to", f"ORTHANC@127.0.0.1:{orthanc.dicom_port}") as node:
+            orthanc.upload(_copy(site["source"], tmp_path / "s", "2.25.8100", "2.25.8100.1", "LUA"))
+            _results_in_orthanc(orthanc, "2.25.8100")
+            _check_objects(orthanc, "2.25.8100", "2.25.8100.1", site["reference"])
+            time.sleep(2.5)   # past StableAge: the SEG and SR series are stable too, and not sent to the node
+            assert [list(e["series"]) for e in node.events("received")] == [["2.25.8100.1"]]
+
+
+def test_the_documented_node_config_reads(tmp_path):
+    example = Path(__file__).resolve().parents[1] / "docs" / "hospital" / "adiposeseg-node.json"
+    config = build_config(read_config_file(str(example)), {"workdir": str(tmp_path)})
+    assert (config.host, config.port, config.allow, config.destination.port) == ("0.0.0.0", 11112, ["ORTHANC", "PACS"], 4242)

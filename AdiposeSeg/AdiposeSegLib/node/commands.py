@@ -36,6 +36,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--device", choices=("auto", "cuda", "mps", "cpu"))
     p.add_argument("--uid-root", help="UID root for the SEG/SR UIDs (default $ADIPOSESEG_UID_ROOT, else 2.25 UUID UIDs)")
     p.add_argument("--content-creator", help="the SEG's Content Creator's Name (default empty: an unreviewed result)")
+    p.add_argument("--status", action="store_true", help="print each series' state from the workdir's queue and exit")
+    p.add_argument("--retry-sends", action="store_true",
+                   help="queue the sends that were given up (send_failed) again, then run (after fixing the destination)")
     p.set_defaults(func=cmd_node)
 
     p = sub.add_parser("fetch", help="pull CT from a PACS (C-FIND a date range or accession numbers, C-MOVE to the node)")
@@ -58,9 +61,13 @@ def cmd_node(args) -> int:
     from .config import build_config, read_config_file
     from .service import Node
 
+    if args.status:
+        return print_status(args.workdir or (read_config_file(args.config).get("workdir") if args.config else None))
     config = build_config(read_config_file(args.config) if args.config else {},
                           {name: getattr(args, name) for name in FLAG_NAMES})
     node = Node(config)
+    if args.retry_sends:
+        print(f"adiposeseg node: {node.store.retry_given_up()} given-up send(s) queued again", file=sys.stderr)
 
     def stop(_signum, _frame):
         node.stop_event.set()
@@ -71,6 +78,27 @@ def cmd_node(args) -> int:
           "stop with Ctrl-C or SIGTERM", file=sys.stderr, flush=True)
     node.serve()
     return 0
+
+
+def print_status(workdir: str | None) -> int:
+    import datetime
+    from pathlib import Path
+
+    from .store import NodeStore
+
+    if not workdir or not (Path(workdir) / "node.sqlite").is_file():
+        raise AdiposeSegError(f"node --status: {workdir or '(no --workdir)'} holds no node queue (node.sqlite)")
+    store = NodeStore(Path(workdir) / "node.sqlite")
+    rows = store.all()
+    store.close()
+    counts: dict = {}
+    for row in rows:
+        counts[row["state"]] = counts.get(row["state"], 0) + 1
+        when = datetime.datetime.fromtimestamp(row["last_received"]).isoformat(sep=" ", timespec="seconds")
+        print(f"{row['state']:12s} {row['series_uid']}  {row['files']} files, last {when}, from {row['calling_ae']}"
+              + (f", {row['attempts']} send attempt(s)" if row["attempts"] else "") + (f": {row['message']}" if row["message"] else ""))
+    print(", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "no series yet")
+    return 1 if counts.get("send_failed") or counts.get("failed") or counts.get("not_sent") else 0
 
 
 def cmd_fetch(args) -> int:

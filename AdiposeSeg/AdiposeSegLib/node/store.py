@@ -127,3 +127,6 @@ class NodeStore:
 
     def mark_removed(self, series_uid: str) -> None:
         self._run("UPDATE series SET removed=1 WHERE series_uid=? AND state='sent'", (series_uid,))
+
+    def retry_given_up(self) -> int:
+        return self._run("UPDATE series SET state='sending', attempts=0, next_try=0 WHERE state='send_failed'").rowcount
