@@ -348,3 +348,20 @@ def test_the_documented_node_config_reads(tmp_path):
     example = Path(__file__).resolve().parents[1] / "docs" / "hospital" / "adiposeseg-node.json"
     config = build_config(read_config_file(str(example)), {"workdir": str(tmp_path)})
     assert (config.host, config.port, config.allow, config.destination.port) == ("0.0.0.0", 11112, ["ORTHANC", "PACS"], 4242)
+
+
+def test_sigterm_while_measuring_stops_cleanly_and_the_series_is_measured_once(site, tmp_path):
+    orthanc = site["orthanc"]
+    back = ["--allow", "TESTSCU", "--quiet-seconds", "0.5", "--send-to", f"ORTHANC@127.0.0.1:{orthanc.dicom_port}"]
+    port, workdir = free_port(), tmp_path / "node"
+    series = _files(_copy(site["source"], tmp_path / "s", "2.25.8200", "2.25.8200.1", "TERM"))
+    with node_process(workdir, port, *back) as node:
+        assert store_files(series, port) == [0] * 20
+        node.wait_for("processing", "2.25.8200.1")
+        assert node.stop() == 0
+        stopped = node.events("processing_stopped", "2.25.8200.1")   # cancelled at the next step, or just finished
+        assert len(stopped) + len(node.events("measured", "2.25.8200.1")) == 1
+    with node_process(workdir, port, *back) as node:
+        node.wait_for("sent", "2.25.8200.1")
+        assert len(node.events("measured", "2.25.8200.1")) == 1
+    _check_objects(orthanc, "2.25.8200", "2.25.8200.1", site["reference"], ct_in_pacs=False)
