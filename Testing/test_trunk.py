@@ -116,5 +116,6 @@ def test_the_default_model_leaves_the_arms_unlabelled(dicom_j2k, default_model):
     assert np.mean(arm_muscle) < 3.0                  # 0.2.0 drew 31 cm² per slice there
     assert default.quality["arms_in_view"] == {"sampled_slices": 4, "with_arms": 4}   # 40 mm: one slice per 10 mm
     assert "arms_in_view" not in network.quality and any("arms lie beside" in n for n in default.statistics.notes)
-    # the trunk's muscle without the arm pressed against it: 0.2.0 drew about 105 cm² per slice
-    assert default.statistics.totals["Muscle_volume_cm3"] / (network.canonical_labels.shape[0] * 0.2) < 95
+    # the trunk's muscle without the arm pressed against it: 0.2.0 drew about 105 cm² per slice, 0.3.0
+    # 94.5 (fp32) and 95.2 (int8, the CPU default: +0.75% muscle on this series)
+    assert default.statistics.totals["Muscle_volume_cm3"] / (network.canonical_labels.shape[0] * 0.2) < 96

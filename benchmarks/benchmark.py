@@ -63,13 +63,13 @@ def real_volume(slices: int) -> sitk.Image:
     return image
 
 
-def run_cli(ct: Path, out: Path, device: str) -> dict:
+def run_cli(ct: Path, out: Path, device: str, model: str | None = None) -> dict:
     """`adiposeseg segment` as a user runs it: wall time and the command's peak RSS. The peak comes
     from GNU time (/usr/bin/time -f %M): Linux reports a child's peak as at least its parent's
     resident size at the fork, so this process cannot measure it itself."""
     # this checkout's code, started as the `adiposeseg` script starts it
     command = [sys.executable, "-c", "import sys; from AdiposeSegLib.running.cli import main; sys.exit(main())",
-               "segment", str(ct), "-o", str(out), "--device", device, "-q"]
+               "segment", str(ct), "-o", str(out), "--device", device, "-q"] + (["--model", model] if model else [])
     paths = [str(ROOT / "AdiposeSeg")] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths))   # (an empty entry would put the working directory on the path)
     gnu_time = Path("/usr/bin/time")
@@ -127,6 +127,8 @@ def main() -> int:
     model = load_model(args.model)
     options = SegmentOptions(device=device, batch_size=args.batch_size)
     backend = "onnxruntime" if model.onnx_path is not None and device == "cpu" else "torch"
+    if backend == "onnxruntime":
+        backend += " int8" if model.onnx_path.name.endswith("int8.onnx") else " fp32"
     info = {"device": device, "backend": backend, "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
             "model": f"{model.card.name} {model.card.version}", "slices": args.slices, "source": args.source}
     if device == "cuda":
@@ -156,9 +158,9 @@ def main() -> int:
         if args.cli:
             one = Path(tmp) / "one.nrrd"
             sitk.WriteImage(ct[:, :, :1], str(one))
-            cli["whole_volume"] = run_cli(path, Path(tmp) / "cli", device)
+            cli["whole_volume"] = run_cli(path, Path(tmp) / "cli", device, args.model)
             cli["whole_volume"]["slices_per_s"] = round(args.slices / cli["whole_volume"]["wall_s"], 1)
-            cli["single_slice"] = run_cli(one, Path(tmp) / "cli1", device)
+            cli["single_slice"] = run_cli(one, Path(tmp) / "cli1", device, args.model)
             cli["input_MiB"] = round(input_mib, 1)
     network_alone = network_throughput(model, device, grid, args.batch_size)
     timings = {

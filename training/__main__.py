@@ -28,6 +28,19 @@ def _train(args) -> int:
     return 0
 
 
+def _quantize(args) -> int:
+    import os
+
+    from AdiposeSegLib.model.model_card import load_model
+
+    from .quantize import quantize_model
+
+    os.environ["ADIPOSESEG_PRECISION"] = "fp32"   # calibrate the fp32 export, never a stale int8 one
+    out = quantize_model(load_model(args.model), args.calibrate or [], args.per_volume, args.phantoms, args.seed)
+    print(f"wrote {out}; check it before use: .venv/bin/python benchmarks/precision_check.py --model {args.model}")
+    return 0
+
+
 def _evaluate(args) -> int:
     from AdiposeSegLib.model.model_card import load_model
     from AdiposeSegLib.reporting.safe_write import write_text
@@ -126,6 +139,15 @@ def main(argv=None) -> int:
     e.add_argument("--no-claim-visceral-fat", action="store_true",
                    help="score the network's labels without the visceral-fat claim (as the command line's option)")
     e.set_defaults(func=_evaluate)
+
+    q = sub.add_parser("quantize", help="an int8 (static QDQ) ONNX export beside model.onnx, calibrated on real CT and phantoms")
+    q.add_argument("--model", required=True, help="model directory with a current model.onnx")
+    q.add_argument("--calibrate", action="append", metavar="CT[@START:STOP]",
+                   help="a real CT (file or DICOM folder), optionally only canonical slices START..STOP-1; repeatable")
+    q.add_argument("--per-volume", type=int, default=24, help="slices taken evenly from each real CT (default 24)")
+    q.add_argument("--phantoms", type=int, default=48, help="phantom slices added to the calibration (default 48)")
+    q.add_argument("--seed", type=int, default=7)
+    q.set_defaults(func=_quantize)
 
     ph = sub.add_parser("phantoms", help="write phantom CT volumes with .seg.nrrd labels (a dataset folder)")
     ph.add_argument("--out", required=True)

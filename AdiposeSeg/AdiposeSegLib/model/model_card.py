@@ -130,6 +130,13 @@ class LoadedModel:
             self._onnx = OnnxNetwork(self.onnx_path)
         return self._onnx
 
+    def network_kind(self, device: str) -> str:
+        """Which network computes the labels on `device`: int8 and fp32 differ by up to ~1% of the
+        labelled voxels, so results record it and a batch does not mix them."""
+        if device == "cpu" and self.onnx_path is not None:
+            return "onnxruntime " + ("int8" if self.onnx_path.name.endswith("int8.onnx") else "fp32")
+        return f"torch {device}" + (" fp16" if device == "cuda" else " fp32")
+
     def weights_changed(self) -> None:
         """Call after training steps: the folded copy is made again and the ONNX export no longer applies."""
         self._fused = None

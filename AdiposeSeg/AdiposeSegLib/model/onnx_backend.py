@@ -16,6 +16,16 @@ from ..file_hash import file_sha256
 from ..running.slice_workers import usable_cores
 
 ONNX_FILE = "model.onnx"
+INT8_FILE = "model.int8.onnx"
+PRECISIONS = ("int8", "fp32")
+
+
+def precision() -> str:
+    """ADIPOSESEG_PRECISION: int8 (the default, where the model has a current int8 export) or fp32."""
+    wanted = os.environ.get("ADIPOSESEG_PRECISION", "int8").strip().lower() or "int8"
+    if wanted not in PRECISIONS:
+        raise ValueError(f"ADIPOSESEG_PRECISION={wanted!r}: give int8 or fp32")
+    return wanted
 
 
 def usable_export(model_dir: Path, card_dict: dict, weights: Path) -> Path | None:
@@ -28,8 +38,14 @@ def usable_export(model_dir: Path, card_dict: dict, weights: Path) -> Path | Non
         import onnxruntime  # noqa: F401
     except ImportError:
         return None
-    if entry["weights_sha256"] != file_sha256(weights):
+    weights_sha = file_sha256(weights)
+    if entry["weights_sha256"] != weights_sha:
         return None   # the weights were retrained after the export: the export is stale
+    int8 = card_dict.get("onnx_int8") or {}
+    int8_path = model_dir / int8.get("file", INT8_FILE)
+    if (precision() == "int8" and int8_path.is_file() and int8.get("weights_sha256") == weights_sha
+            and int8.get("fp32_sha256") == file_sha256(path) and int8.get("sha256") == file_sha256(int8_path)):
+        return int8_path
     return path
 
 

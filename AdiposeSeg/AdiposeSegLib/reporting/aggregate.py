@@ -38,7 +38,7 @@ def row_for(record: dict) -> dict:
     model = run.get("model") or record.get("model") or {}
     row = {"case_id": record.get("case_id", ""), "status": record.get("status", ""), "source": record.get("source", ""),
            "series_uid": identity.get("series_uid", ""), "input_sha256": identity.get("fingerprint", ""),
-           "model": " ".join(v for v in (model.get("name", ""), model.get("version", "")) if v),
+           "model": " ".join(v for v in (model.get("name", ""), model.get("version", ""), model.get("precision", "")) if v),
            "model_weights_sha256": model.get("weights_sha256", ""),
            "options": json.dumps(run.get("options"), sort_keys=True, separators=(",", ":")) if run.get("options") else "",
            "label_rules": run.get("label_rules", ""),

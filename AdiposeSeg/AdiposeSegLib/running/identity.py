@@ -54,15 +54,19 @@ def model_fingerprint(model) -> str:
 
 
 def run_key(model, options: SegmentOptions) -> dict:
-    """What decides a result's numbers besides the input: model, options and the labelling rules'
-    version. Batch size and the device choice are left out: they change speed, not labels (the
-    resolved device is recorded in each summary)."""
+    """What decides a result's numbers besides the input: model (its weights and whether the int8
+    network computes them), options and the labelling rules' version. Batch size and the device are
+    left out: they change speed, not labels (the network that ran is recorded in each summary; GPU
+    runs use the fp32 weights)."""
     from ..measuring.postprocess import LABEL_RULES
+    from ..model.device import resolve_device
 
     opts = options_to_dict(options)
     for key in ("batch_size", "device"):
         opts.pop(key)
-    return {"model": {"name": model.card.name, "version": model.card.version, "weights_sha256": model_fingerprint(model)},
+    precision = "int8" if model.network_kind(resolve_device(options.device)).endswith("int8") else "fp32"
+    return {"model": {"name": model.card.name, "version": model.card.version, "weights_sha256": model_fingerprint(model),
+                      "precision": precision},
             "options": opts, "label_rules": LABEL_RULES}
 
 

@@ -186,7 +186,8 @@ def segment_image(
     timings["statistics_s"] = time.perf_counter() - t4
     control.report(1.0, "done")
     return SegmentationResult(native, labels, hu, canonical, stats, (start, stop), device, timings,
-                              {"name": model.card.name, "version": model.card.version}, quality, levels)
+                              {"name": model.card.name, "version": model.card.version,
+                               "network": model.network_kind(device)}, quality, levels)
 
 
 @dataclass
