@@ -391,10 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     import SimpleITK as sitk
 
-    from .process_memory import return_freed_blocks
-
     sitk.ProcessObject.SetGlobalWarningDisplay(False)  # ITK's own warning lines would precede our one-line errors
-    return_freed_blocks()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -114,9 +114,6 @@ def main(argv: list[str] | None = None) -> int:
     if len(argv) != 1:
         print("usage: python -m AdiposeSegLib.running.worker WORK_FOLDER", file=sys.stderr)
         return 2
-    from .process_memory import return_freed_blocks
-
-    return_freed_blocks()
     code = run(Path(argv[0]))
     sys.stdout.flush()
     sys.stderr.flush()
