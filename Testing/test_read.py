@@ -167,3 +167,25 @@ def test_folder_with_several_series(dcmqi_series, tmp_path):
         read_ct(tmp_path, series_uid="1.2.3.4.5.6.7")
     with pytest.raises(InputReadError, match="no series with UID 9.9"):
         read_ct(tmp_path, series_uid="9.9")
+
+
+def test_the_pipeline_checks_an_image_once_but_never_trusts_a_copy(example_ct_sm, tmp_path):
+    """read_ct's image carries a mark that lets segment_image skip a second validate_ct; a copy
+    from an array, a filter's output, or the mark read back from a file written by it do not."""
+    import SimpleITK as sitk
+
+    from AdiposeSegLib.reading.image_io import already_validated, read_ct
+
+    image = read_ct(str(example_ct_sm))
+    assert already_validated(image)
+    copy = sitk.GetImageFromArray(sitk.GetArrayFromImage(image))
+    copy.CopyInformation(image)
+    assert not already_validated(copy) and not already_validated(image[:, :, 0:10])
+    import subprocess
+    import sys
+
+    marked = tmp_path / "marked.nrrd"   # written by another process, with its mark in the header
+    subprocess.run([sys.executable, "-c", "import sys, SimpleITK as sitk; from AdiposeSegLib.reading.image_io import read_ct; "
+                    "sitk.WriteImage(read_ct(sys.argv[1]), sys.argv[2])", str(example_ct_sm), str(marked)], check=True)
+    from_file = sitk.ReadImage(str(marked))
+    assert from_file.HasMetaDataKey("AdiposeSeg.validated") and not already_validated(from_file)

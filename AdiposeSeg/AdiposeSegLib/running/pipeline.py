@@ -12,7 +12,7 @@ import SimpleITK as sitk
 
 from ..model.device import resolve_device
 from ..reading.anatomy_checks import anatomy_flags
-from ..reading.image_io import validate_ct
+from ..reading.image_io import already_validated, validate_ct
 from ..reading.image_views import image_view
 from ..model.model_card import LoadedModel
 from ..reading.orientation import from_canonical, input_axial_index, to_canonical
@@ -131,7 +131,8 @@ def segment_image(
     control = control or RunControl()
     timings = {}
     t0 = time.perf_counter()
-    image = validate_ct(image)
+    if not already_validated(image):
+        image = validate_ct(image)
     canonical, hu, spacing, z = canonical_arrays(image)
     start, stop = slice_range(hu.shape[0], options.slices)
     device = resolve_device(options.device)
