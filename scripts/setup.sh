@@ -20,7 +20,12 @@ dpkg -s libegl-mesa0 libgl1-mesa-dri libegl1 libgl1 >/dev/null 2>&1 || PACKAGES=
 if [ -n "$PACKAGES" ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         echo "setup: installing Debian packages:$PACKAGES" >&2
+        # no service of these packages (orthanc, munge, slurm) is started by the install: the tests start
+        # their own on free loopback ports; a temporary policy-rc.d says so where none exists
+        made_policy=""
+        if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; made_policy=1; fi
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $PACKAGES >/dev/null
+        if [ -n "$made_policy" ]; then rm -f /usr/sbin/policy-rc.d; fi
     else
         echo "setup: NOT INSTALLED (needs root and apt-get):$PACKAGES" >&2
         echo "setup: run as root, or: sudo apt-get install$PACKAGES; the tests that use them fail until then" >&2
