@@ -63,7 +63,18 @@ class Node:
         self._server = None
 
     # --- life cycle -------------------------------------------------------------------------
+    def _warm_up(self) -> None:
+        """One tiny batch through the network before listening: the first series is not the one
+        that pays for the session's set-up (about 1.5 s measured on 2 cores)."""
+        import numpy as np
+
+        network = self.model.onnx_network() if self.options.device in ("cpu", "auto") else None
+        if network is not None:
+            size = int(self.model.card.grid_pixels)
+            network(np.full((1, 1, size, size), -1.0, dtype=np.float32))
+
     def start(self) -> None:
+        self._warm_up()
         resumed = self.store.resume()
         self._adopt_orphans()
         ae = storage_ae(self.config, self.receiver)
