@@ -154,9 +154,14 @@ def _files(series: Path) -> list[Path]:
     return sorted(p for p in series.iterdir() if p.is_file())
 
 
+def _taking_from_the_test(orthanc, quiet_seconds: str) -> list[str]:
+    """Flags of a node that takes CT from this test (TESTSCU) and sends the results to Orthanc."""
+    return ["--allow", "TESTSCU", "--quiet-seconds", quiet_seconds, "--send-to", f"ORTHANC@127.0.0.1:{orthanc.dicom_port}"]
+
+
 def test_a_node_killed_mid_series_or_mid_measurement_processes_each_series_once(site, tmp_path):
     orthanc = site["orthanc"]
-    back = ["--allow", "TESTSCU", "--quiet-seconds", "1", "--send-to", f"ORTHANC@127.0.0.1:{orthanc.dicom_port}"]
+    back = _taking_from_the_test(orthanc, "1")
     port, workdir = free_port(), tmp_path / "node"
     series = _files(_copy(site["source"], tmp_path / "a", "2.25.7300", "2.25.7300.1", "ACC-KILL"))
     with node_process(workdir, port, *back) as node:
@@ -197,6 +202,12 @@ def test_a_caller_not_on_the_allow_list_is_rejected_and_logged(site):
     rejected = node.wait_for("association_rejected")
     assert rejected[-1]["calling_ae"] == "INTRUDER" and "not allowed" in rejected[-1]["reason"]
     assert not (node.workdir / "incoming" / "2.25.7000.1").exists()
+
+
+def test_fetch_says_when_the_pacs_does_not_know_its_ae_title(site, capsys):
+    node = site["node"]   # a peer that rejects unknown calling AE titles
+    assert main(["fetch", "--from", f"ADIPOSESEG@127.0.0.1:{node.port}", "--accession", "X", "--calling-ae", "NOBODY"]) == 2
+    assert "association not accepted (rejected: is NOBODY known to it?)" in capsys.readouterr().err
 
 
 def test_full_queue_and_low_disk_refuse_new_series_with_status_a700(site, tmp_path):
@@ -352,7 +363,7 @@ def test_the_documented_node_config_reads(tmp_path):
 
 def test_sigterm_while_measuring_stops_cleanly_and_the_series_is_measured_once(site, tmp_path):
     orthanc = site["orthanc"]
-    back = ["--allow", "TESTSCU", "--quiet-seconds", "0.5", "--send-to", f"ORTHANC@127.0.0.1:{orthanc.dicom_port}"]
+    back = _taking_from_the_test(orthanc, "0.5")
     port, workdir = free_port(), tmp_path / "node"
     series = _files(_copy(site["source"], tmp_path / "s", "2.25.8200", "2.25.8200.1", "TERM"))
     with node_process(workdir, port, *back) as node:

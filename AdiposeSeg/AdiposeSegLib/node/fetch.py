@@ -39,7 +39,8 @@ def _associate(peer: Peer, calling_ae: str, contexts: list[str]):
         ae.add_requested_context(context)
     assoc = ae.associate(peer.host, peer.port, ae_title=peer.ae_title)
     if not assoc.is_established:
-        raise AdiposeSegError(f"{peer}: association not accepted ({'rejected: is {calling_ae} known to it?' if assoc.is_rejected else 'no answer'})")
+        why = f"rejected: is {calling_ae} known to it?" if assoc.is_rejected else "no answer"
+        raise AdiposeSegError(f"{peer}: association not accepted ({why})")
     return assoc
 
 
