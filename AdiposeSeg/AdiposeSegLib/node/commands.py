@@ -52,19 +52,16 @@ def add_parsers(sub) -> None:
     p.set_defaults(func=cmd_fetch)
 
 
-FLAG_NAMES = ("workdir", "ae_title", "host", "port", "allow", "send_to", "stow_url", "quiet_seconds", "keep_received_hours",
-              "max_queue", "min_free_mb", "max_received_mb", "send_attempts", "retry_seconds", "tls_cert", "tls_key",
-              "tls_ca", "model", "device", "uid_root", "content_creator")
-
-
 def cmd_node(args) -> int:
-    from .config import build_config, read_config_file
+    from dataclasses import fields
+
+    from .config import NodeConfig, build_config, read_config_file
     from .service import Node
 
     if args.status:
         return print_status(args.workdir or (read_config_file(args.config).get("workdir") if args.config else None))
-    config = build_config(read_config_file(args.config) if args.config else {},
-                          {name: getattr(args, name) for name in FLAG_NAMES})
+    config = build_config(read_config_file(args.config) if args.config else {},   # every setting that is also a flag
+                          {f.name: getattr(args, f.name) for f in fields(NodeConfig) if hasattr(args, f.name)})
     node = Node(config)
     if args.retry_sends:
         print(f"adiposeseg node: {node.store.retry_given_up()} given-up send(s) queued again", file=sys.stderr)

@@ -144,7 +144,7 @@ class Node:
         from ..running.progress import RunControl
 
         uid = row["series_uid"]
-        case_id, _case_dir = self._case(uid)
+        case_id = self._case(uid)[0]
         dicom_options = {"content_creator": self.config.content_creator}
         if self.config.uid_root:
             dicom_options["uid_root"] = self.config.uid_root
@@ -163,7 +163,7 @@ class Node:
             if self.store.finish(uid, "failed", outcome.message):
                 self.audit.write("failed", series_uid=uid, study_uid=row["study_uid"], message=outcome.message, seconds=seconds)
         else:
-            missing = [f for f in ("seg", "sr") if not (self.workdir / "results" / case_id / f"{case_id}_{f}.dcm").is_file()]
+            missing = [f.name for f in self._result_files(uid) if not f.is_file()]
             already_sent = outcome.status == "skipped" and row.get("sent_at") is not None
             state = "sent" if already_sent else "not_sent" if missing else "sending"
             message = ("the DICOM SEG/SR could not be written: " + "; ".join(summary.get("notes", [])[-3:])) if missing else ""
