@@ -1,0 +1,139 @@
+"""The default model against references drawn by the definitions, and against TotalSegmentator (issue 24 C).
+
+    .venv/bin/python benchmarks/definition_check.py [--model DIR] [--figure docs/definition_reference_errors.png]
+
+Slab: the held-out real slices (example_ct z 82..91 = example_ct_sm 0..9, L2-T12, 3 mm; never trained
+on). References: (1) `training/definition_reference.py` with the corrections in
+`training/references/corrections.json` (no model's output; its ignored band left out of every
+score); (2) TotalSegmentator's `tissue_types` masks, as drawn and held to the HU windows; and the two
+references against each other (what TotalSegmentator's muscle leaves out of the definition's). Muscle
+errors are split into misses and extras and located: in the wall (within 15 mm of the definition
+reference's outer fascia... the stack), by the spine, elsewhere.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "AdiposeSeg"))
+TS = ROOT.parent / "shared" / "data" / "real-ct" / "totalsegmentator-example"
+SLAB = (82, 92)
+TISSUES = {"SAT": 1, "VAT": 2, "Muscle": 3, "IMAT": 4}
+
+
+def canonical_array(image: sitk.Image) -> np.ndarray:
+    from AdiposeSegLib.reading.orientation import to_canonical
+
+    return sitk.GetArrayFromImage(to_canonical(image))
+
+
+def definition_reference(ct: sitk.Image) -> np.ndarray:
+    from AdiposeSegLib.reading.orientation import to_canonical
+    from training.definition_reference import apply_corrections, load_corrections, reference_slice
+
+    canon = to_canonical(ct)
+    hu = sitk.GetArrayFromImage(canon).astype(np.float32)
+    spacing = (canon.GetSpacing()[1], canon.GetSpacing()[0])
+    ref = np.zeros(hu.shape, np.uint8)
+    for k in range(*SLAB):
+        ref[k] = reference_slice(hu[k], spacing)
+    return apply_corrections(ref, hu, load_corrections("example_ct"))[SLAB[0]:SLAB[1]], hu[SLAB[0]:SLAB[1]]
+
+
+def scores(pred: np.ndarray, ref: np.ndarray, merge_vat_imat: bool = False) -> dict:
+    from AdiposeSegLib.measuring.evaluate import dice
+
+    keep = ref != 255
+    out = {}
+    for name, k in TISSUES.items():
+        if merge_vat_imat and name in ("VAT", "IMAT"):
+            if name == "IMAT":
+                continue
+            p, r = np.isin(pred, (2, 4)), np.isin(ref, (2, 4))
+            name = "VAT+IMAT"
+        else:
+            p, r = pred == k, ref == k
+        p, r = p & keep, r & keep
+        out[name] = (dice(p, r), 100.0 * (p.sum() - r.sum()) / max(1, r.sum()), int((r & ~p).sum()), int((p & ~r).sum()))
+    return out
+
+
+def print_table(title: str, table: dict) -> None:
+    print(f"\n{title}")
+    print("| tissue | Dice | volume | missed voxels | extra voxels |")
+    print("| --- | --- | --- | --- | --- |")
+    for name, (d, vol, miss, extra) in table.items():
+        print(f"| {name} | {d:.3f} | {vol:+.1f}% | {miss} | {extra} |")
+
+
+def figure(path: Path, hu: np.ndarray, pred: np.ndarray, ref: np.ndarray, ts: np.ndarray, slices: list[int]) -> None:
+    from PIL import Image, ImageDraw
+
+    rows = []
+    for k in slices:
+        g = np.clip((hu[k] + 160) / 400, 0, 1) * 255
+        panels = []
+        for other in (ts, pred):
+            rgb = np.stack([g] * 3, -1)
+            r, p = ref[k] == 3, other[k] == 3
+            rgb[r & p] = 0.5 * rgb[r & p] + 0.5 * np.array((150, 80, 225))
+            rgb[r & ~p] = (255, 60, 60)           # in the definition's muscle, missed
+            rgb[p & ~r & (ref[k] != 255)] = (60, 160, 255)    # drawn, not the definition's muscle
+            rgb[ref[k] == 255] = 0.6 * rgb[ref[k] == 255] + 0.4 * np.array((255, 255, 0))
+            panels.append(rgb)
+        row = np.concatenate([np.stack([g] * 3, -1)] + panels, 1).astype(np.uint8)
+        rows.append(row)
+    img = np.concatenate(rows, 0)
+    scale = 4
+    im = Image.fromarray(img).resize((img.shape[1] * scale, img.shape[0] * scale), Image.NEAREST)
+    d = ImageDraw.Draw(im)
+    w = hu.shape[2] * scale
+    for i, text in enumerate(("CT (3 mm, held out)", "TotalSegmentator vs definition", "AdiposeSeg vs definition")):
+        d.text((i * w + 6, 4), text, fill=(255, 255, 0))
+    d.text((6, im.height - 14), "violet: both  red: definition's muscle missed  blue: extra  yellow tint: ignored band",
+           fill=(255, 255, 0))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    im.save(path)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--figure", type=Path, default=None)
+    args = parser.parse_args()
+
+    from AdiposeSegLib.measuring.evaluate import gate_labels
+    from AdiposeSegLib.model.model_card import load_model
+    from AdiposeSegLib.running.pipeline import segment_image
+    from AdiposeSegLib.running.progress import RunControl
+    from AdiposeSegLib.tissues import HUWindows, SegmentOptions
+
+    ct = sitk.ReadImage(str(TS / "example_ct.nii.gz"))
+    ref, hu = definition_reference(ct)
+    model = load_model(args.model)
+    result = segment_image(ct, model, SegmentOptions(device="cpu", find_levels=False), RunControl())
+    pred = result.canonical_labels[SLAB[0]:SLAB[1]]
+    ts = canonical_array(sitk.ReadImage(str(TS / "tissue_types_labelmap_on_ct_sm.nii.gz")))[0:SLAB[1] - SLAB[0]].astype(np.uint8)
+    if ts.shape != ref.shape:
+        raise SystemExit(f"grids differ: {ts.shape} vs {ref.shape}")
+    ts_gated = gate_labels(ts, hu, HUWindows())
+    print(f"model {result.model_info['name']} {result.model_info['version']}; slab example_ct z {SLAB[0]}..{SLAB[1] - 1};"
+          f" definition reference ignores {100.0 * (ref == 255).mean():.1f}% of the slab's voxels")
+    print_table("AdiposeSeg vs the definition reference", scores(pred, ref))
+    print_table("TotalSegmentator (held to the HU windows) vs the definition reference", scores(ts_gated, ref, merge_vat_imat=False))
+    print_table("AdiposeSeg vs TotalSegmentator as drawn (VAT+IMAT vs torso fat)", scores(pred, ts, merge_vat_imat=True))
+    print_table("AdiposeSeg vs TotalSegmentator held to the HU windows (VAT+IMAT vs torso fat)", scores(pred, ts_gated, merge_vat_imat=True))
+    if args.figure:
+        figure(args.figure, hu, pred, ref, ts_gated, [1, 5, 9])
+        print(f"\nwrote {args.figure}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
