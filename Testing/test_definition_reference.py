@@ -95,3 +95,22 @@ def test_real_held_out_slab_agrees_with_totalsegmentator_where_both_follow_the_d
     assert ((ref == MUSCLE) & keep).sum() > 1.1 * ts_muscle.sum()
     # the corrections by eye apply: no muscle in the vertebral body of slice 86
     assert not (ref[4, 50:60, 58:70] == MUSCLE).any()
+
+
+def test_training_labels_get_the_wall_layer_a_model_left_out():
+    from training.definition_reference import with_wall_layer
+
+    hu, truth, spacing = layered_wall(organ_on_wall=False)
+    r, c = np.mgrid[0:hu.shape[0], 0:hu.shape[1]]
+    depth = 150.0 - np.hypot((c - hu.shape[1] / 2) * spacing[1], (r - hu.shape[0] / 2) * spacing[0] * 150 / 110)
+    transversus = (depth >= 34) & (depth < 37)
+    plane = (depth >= 32.5) & (depth < 34)
+    old = truth.copy()
+    old[transversus | plane] = VAT                  # what the first model's labels say there
+    new, counts = with_wall_layer(hu[None], old[None], spacing)
+    new = new[0]
+    assert (new[transversus] == MUSCLE).mean() >= 0.9
+    assert (new[plane & (hu < -30)] == 4).mean() >= 0.8, "the fat plane between two layers is IMAT"
+    organ = (truth == 0) & (hu > 0) & (depth >= 41)
+    assert (new[organ] == old[organ]).all(), "nothing outside the wall changes"
+    assert counts["muscle_added"] >= 0.9 * transversus.sum()

@@ -1,4 +1,4 @@
-"""python -m training {train, evaluate, phantoms, prepare-totalseg}"""
+"""python -m training {train, evaluate, quantize, phantoms, prepare-totalseg, wall-layer}"""
 from __future__ import annotations
 
 import argparse
@@ -93,6 +93,33 @@ def _prepare_totalseg(args) -> int:
     return 0
 
 
+def _wall_layer(args) -> int:
+    import SimpleITK as sitk
+
+    from AdiposeSegLib.reading.orientation import from_canonical, to_canonical
+
+    from .definition_reference import with_wall_layer
+
+    src, out = Path(args.data), Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for labels_path in sorted(src.glob("*_labels.nii.gz")):
+        name = labels_path.name[: -len("_labels.nii.gz")]
+        ct_image = sitk.ReadImage(str(src / f"{name}.nii.gz"))
+        labels_image = sitk.ReadImage(str(labels_path))
+        canon = to_canonical(ct_image)
+        hu = sitk.GetArrayFromImage(canon).astype("float32")
+        labels = sitk.GetArrayFromImage(to_canonical(labels_image)).astype("uint8")
+        new, counts = with_wall_layer(hu, labels, (canon.GetSpacing()[1], canon.GetSpacing()[0]))
+        image = sitk.GetImageFromArray(new)
+        image.CopyInformation(canon)
+        image = from_canonical(image, labels_image)
+        sitk.WriteImage(ct_image, str(out / f"{name}.nii.gz"))
+        sitk.WriteImage(sitk.Cast(image, sitk.sitkUInt8), str(out / f"{name}_labels.nii.gz"))
+        print(f"{name}: {counts['muscle_added']} voxels of the wall's layers made Muscle, {counts['imat_added']} of the fat "
+              f"planes between them IMAT, {counts['ignored']} ignored")
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m training", description="Train and evaluate AdiposeSeg models.")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -170,6 +197,12 @@ def main(argv=None) -> int:
                     help="in the --lumbar labels, ignore (255) muscle-density background within PX pixels of the labelling "
                          "model's wall muscle, outside TotalSegmentator's organs: where that model may have missed the inner wall")
     ts.set_defaults(func=_prepare_totalseg)
+
+    w = sub.add_parser("wall-layer", help="a dataset's labels with the abdominal wall's layer stack drawn by the "
+                                          "definitions (training/definition_reference.py) made Muscle")
+    w.add_argument("--data", required=True, help="a folder of NAME.nii.gz + NAME_labels.nii.gz pairs")
+    w.add_argument("--out", required=True)
+    w.set_defaults(func=_wall_layer)
 
     args = p.parse_args(argv)
     try:

@@ -371,8 +371,9 @@ def _polygon_mask(shape, points) -> np.ndarray:
 
 
 def reference_slice(hu: np.ndarray, spacing_rc, rules: Rules = Rules(), windows: HUWindows = HUWindows(),
-                    keep_rays: list | None = None) -> np.ndarray:
-    """Labels (uint8: 0, SAT, VAT, MUSCLE, IMAT, IGNORE) of one canonical (LPS) axial slice."""
+                    keep_rays: list | None = None, parts: dict | None = None) -> np.ndarray:
+    """Labels (uint8: 0, SAT, VAT, MUSCLE, IMAT, IGNORE) of one canonical (LPS) axial slice. `parts`, when
+    given, receives the masks "wall" (the layer stack's muscle) and "unsure" (its ignored bands)."""
     labels = np.zeros(hu.shape, np.uint8)
     body = _body(hu)
     if body.sum() * spacing_rc[0] * spacing_rc[1] < 2500.0:     # under 25 cm²: no trunk in this slice
@@ -411,6 +412,10 @@ def reference_slice(hu: np.ndarray, spacing_rc, rules: Rules = Rules(), windows:
         labels[ndimage.binary_dilation(spine, iterations=1) & fat & (labels == VAT)] = IGNORE
     band = cut & (np.abs(radius - inner) <= rules.unsure_mm) & (mus | fat) & body
     labels[band] = IGNORE
+    if parts is not None:
+        parts["wall"] = stack & mus & (labels == MUSCLE)
+        parts["wall_fat"] = stack & fat & (labels == IMAT)      # the fat planes between the layers
+        parts["unsure"] = band
     # the skin's outermost voxel: fat-range by partial volume with the air outside, SAT or not unknown
     labels[body & ~ndimage.binary_erosion(body) & fat] = IGNORE
     return labels
@@ -462,3 +467,27 @@ CORRECTIONS = Path(__file__).with_name("references") / "corrections.json"
 
 def load_corrections(case: str, path: Path = CORRECTIONS) -> list[dict]:
     return json.loads(path.read_text()).get(case, [])
+
+
+def with_wall_layer(hu: np.ndarray, labels: np.ndarray, spacing_rc, rules: Rules = Rules()) -> tuple[np.ndarray, dict]:
+    """Training labels (canonical volume) given the wall's layer stack drawn by the definition: its
+    muscle-range voxels that the labels call anything but Muscle or IMAT become Muscle, the fat planes
+    between its layers IMAT, and its unsure bands are ignored where the labels do not already say Muscle. Nothing else changes (the
+    spine's muscles and the fat keep the labels' own). Returns the labels and voxel counts."""
+    out = labels.copy()
+    added = imat = unsure = 0
+    for k in range(hu.shape[0]):
+        parts: dict = {}
+        reference_slice(hu[k], spacing_rc, rules, parts=parts)
+        if not parts:
+            continue
+        add = parts["wall"] & ~np.isin(out[k], (MUSCLE, IMAT, IGNORE))
+        planes = parts["wall_fat"] & ~np.isin(out[k], (MUSCLE, IMAT, IGNORE)) & ~add
+        band = parts["unsure"] & (out[k] != MUSCLE) & ~add & ~planes
+        out[k][add] = MUSCLE
+        out[k][planes] = IMAT
+        out[k][band] = IGNORE
+        added += int(add.sum())
+        imat += int(planes.sum())
+        unsure += int(band.sum())
+    return out, {"muscle_added": added, "imat_added": imat, "ignored": unsure}
