@@ -60,8 +60,22 @@ def test_an_arm_touching_the_trunk_is_not_told_apart():
     assert clear_arms(labels, hu) is labels
 
 
+def test_an_arm_lying_on_the_flank_through_the_skins_partial_volume_is_told_apart():
+    """Two skins touching meet at -500..-400 HU: one part at the body's -500, two at SPLIT_HU (rules 5)."""
+    labels, hu = _slice([((60, 100), 45), ((60, 39), 14)])         # a 1 px gap between the arm's disc and the trunk's
+    assert (hu[0, 55:66, 54] < -900).all()
+    hu[0, 55:66, 54] = -450.0                                      # skin on skin over 11 rows
+    assert ndimage.label(hu[0] > -500)[1] == 1
+    out = clear_arms(labels, hu)
+    trunk = _disc(hu.shape[1:], (60, 100), 45)
+    assert np.array_equal(out[0][trunk], labels[0][trunk])
+    assert not out[0][_disc(hu.shape[1:], (60, 39), 14)].any() and labels[0][_disc(hu.shape[1:], (60, 39), 14)].any()
+
+
 def _trunk(hu_slice):
-    parts, _ = ndimage.label(hu_slice > -500)
+    from AdiposeSegLib.measuring.trunk import SPLIT_HU
+
+    parts, _ = ndimage.label(hu_slice > SPLIT_HU)
     return parts == np.argmax(np.bincount(parts.ravel())[1:]) + 1
 
 
@@ -84,7 +98,7 @@ def test_the_rule_on_the_real_arms_down_series(dicom_j2k):
         trunk = _trunk(hu[k])
         assert np.array_equal(out[k][trunk], labels[k][trunk])
         columns = np.flatnonzero(trunk.any(axis=0))
-        parts, count = ndimage.label(hu[k] > -500)
+        parts, count = ndimage.label(hu[k] > -400)
         arms = np.zeros_like(trunk)                   # parts whose middle lies left or right of the trunk (not the table)
         for part in range(1, count + 1):
             cols = np.flatnonzero((parts == part).any(axis=0))

@@ -26,8 +26,9 @@ def _bounding_box(mask: np.ndarray) -> tuple[slice, ...]:
 # under the same rules, and the cohort table shows them. 2: IMAT is never removed as an island.
 # 3: arms lying apart beside the trunk are not measured (trunk.clear_arms; the include_arms option).
 # 4: the rims the network leaves short are taken back within 2.5 mm: muscle-range voxels it called SAT
-# join the muscle (muscle_rim), fat-range voxels it called background join SAT (sat_rim).
-LABEL_RULES = 4
+# join the muscle (muscle_rim), fat-range voxels it called background join SAT (sat_rim). 5: body
+# parts are told apart at -400 HU (trunk.SPLIT_HU): an arm lying on the flank is cleared too.
+LABEL_RULES = 5
 
 
 def gate(classes: np.ndarray, hu: np.ndarray, windows: HUWindows, include_imat: bool = True) -> np.ndarray:

@@ -4,9 +4,12 @@ At L3 the clinical skeletal muscle area is the trunk's muscles (psoas, quadratus
 spinae, the wall muscles), and SAT is the trunk's fat. In a scan taken with the arms down, each arm
 holds 25-55 cm² of muscle and fat per slice (the 512x512 DICOM example); counted, they would raise
 the muscle area by a quarter to a half. An arm that lies apart from the trunk, with air between
-them, is a body part of its own in the slice, and that is what is cleared. An arm pressed against
-the flank is one body part with the trunk: the rule cannot see it, and only the network (taught
-that arms are background, model 0.3.0 on) leaves it unlabelled.
+them, is a body part of its own in the slice, and that is what is cleared. Parts are told apart at
+SPLIT_HU, not at the body's -500 HU: an arm lying on the flank touches it through the skins'
+partial volume (-500..-400 HU on the 512x512 DICOM example, where the network had drawn SAT on the
+arm's underside), and at -400 it is a part of its own; the arm's own rim, below -400, is cleared with
+it. An arm pressed into the flank with no such seam stays one part with the trunk: there only the
+network (taught that arms are background, model 0.3.0 on) leaves it unlabelled.
 """
 from __future__ import annotations
 
@@ -16,6 +19,8 @@ from scipy import ndimage
 from ..tissues import BACKGROUND
 
 BODY_HU = -500.0        # body (and table, clothing) against air
+SPLIT_HU = -400.0       # body parts are told apart here: two skins touching meet at -500..-400 HU
+RIM_PX = 2              # an arm's rim (the skin's partial volume below SPLIT_HU) cleared with it
 LIMB_MAX_SHARE = 0.5    # a body part at least this share of the trunk's area is kept (both thighs)
 BESIDE = 0.8            # an arm's centre lies beyond this share of the trunk's half-width from its centre
 ARM_MIN_MM2 = 1000.0    # a body part beside the trunk this large is an arm in view (not a cable or a fold)
@@ -24,7 +29,7 @@ ARM_MIN_MM2 = 1000.0    # a body part beside the trunk this large is an arm in v
 def parts_beside(hu_slice: np.ndarray):
     """The slice's body parts (labelled image), their sizes and bounding boxes, and the parts lying
     apart beside the trunk under LIMB_MAX_SHARE of its size (see `clear_arms`)."""
-    parts, count = ndimage.label(hu_slice > BODY_HU)
+    parts, count = ndimage.label(hu_slice > SPLIT_HU)
     if count < 2:
         return parts, None, None, []
     sizes = np.bincount(parts.ravel(), minlength=count + 1)
@@ -48,8 +53,8 @@ def clear_arms(labels: np.ndarray, hu: np.ndarray) -> np.ndarray:
     for k in range(labels.shape[0]):
         parts, _, boxes, beside = parts_beside(hu[k])
         for part in beside:
-            box = boxes[part - 1]
-            mine = parts[box] == part
+            box = tuple(slice(max(0, b.start - RIM_PX), b.stop + RIM_PX) for b in boxes[part - 1])
+            mine = ndimage.binary_dilation(parts[box] == part, iterations=RIM_PX) & (parts[box] == 0) | (parts[box] == part)
             if not labels[k][box][mine].any():
                 continue                         # the table's end, clothing, an arm left unlabelled
             if out is labels:
