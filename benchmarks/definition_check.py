@@ -6,9 +6,9 @@ Slab: the held-out real slices (example_ct z 82..91 = example_ct_sm 0..9, L2-T12
 on). References: (1) `training/definition_reference.py` with the corrections in
 `training/references/corrections.json` (no model's output; its ignored band left out of every
 score); (2) TotalSegmentator's `tissue_types` masks, as drawn and held to the HU windows; and the two
-references against each other (what TotalSegmentator's muscle leaves out of the definition's). Muscle
-errors are split into misses and extras and located: in the wall (within 15 mm of the definition
-reference's outer fascia... the stack), by the spine, elsewhere.
+references against each other (what TotalSegmentator's muscle leaves out of the definition's). Each
+tissue's errors are counted as misses and extras; `--figure` shows where the muscle's lie.
+ADIPOSESEG_PRECISION=fp32 compares fp32 networks (the default on CPU is the int8 export where one exists).
 """
 from __future__ import annotations
 
