@@ -9,10 +9,16 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from training.definition_reference import apply_corrections, load_corrections, reference_slice
+from training.definition_reference import load_corrections, reference_slice, reference_volume
 
 TS = Path(__file__).resolve().parents[2] / "shared" / "data" / "real-ct" / "totalsegmentator-example"
 SAT, VAT, MUSCLE, IGNORE = 1, 2, 3, 255
+
+
+def _depth(shape, spacing):
+    """mm inside the skin of the drawn elliptic trunk, roughly."""
+    r, c = np.mgrid[0:shape[0], 0:shape[1]]
+    return 150.0 - np.hypot((c - shape[1] / 2) * spacing[1], (r - shape[0] / 2) * spacing[0] * 150 / 110)
 
 
 def layered_wall(organ_on_wall: bool, px: float = 0.8):
@@ -22,7 +28,7 @@ def layered_wall(organ_on_wall: bool, px: float = 0.8):
     n = 440
     r, c = np.mgrid[0:n, 0:n]
     y, x = (r - n / 2) * px, (c - n / 2) * px
-    depth = 150.0 - np.hypot(x, y * 150 / 110)          # mm inside the skin, roughly
+    depth = _depth((n, n), (px, px))
     hu = np.full((n, n), -1000.0)
     truth = np.zeros((n, n), np.uint8)
     layers = [(0, 2, 30, 0), (2, 22, -100, SAT), (22, 26, 45, MUSCLE), (26, 27.5, -90, 0), (27.5, 32.5, 50, MUSCLE),
@@ -55,15 +61,15 @@ def test_three_wall_layers_are_muscle_and_the_organ_on_them_is_not(organ_on_wall
     muscle, true_muscle = (ref == MUSCLE) & keep, (truth == MUSCLE) & keep
     assert _dice(muscle, true_muscle) >= 0.95, "the wall's three layers, the transversus included"
     # the transversus, the innermost layer, is found along the whole wall
-    r, c = np.mgrid[0:hu.shape[0], 0:hu.shape[1]]
-    depth = 150.0 - np.hypot((c - hu.shape[1] / 2) * spacing[1], (r - hu.shape[0] / 2) * spacing[0] * 150 / 110)
+    depth = _depth(hu.shape, spacing)
     transversus = (depth >= 34.5) & (depth < 36.5)
     assert (ref[transversus] == MUSCLE).mean() >= 0.9
     assert _dice((ref == SAT) & keep, (truth == SAT) & keep) >= 0.97
     organ = (truth == 0) & (hu > 0) & (depth >= 41)
     assert (ref[organ] == MUSCLE).mean() <= 0.02, "organs are not muscle"
     if organ_on_wall:
-        pressed = (depth >= 37) & (depth < 75) & (c > hu.shape[1] / 2 + 90 / spacing[1])
+        columns = np.arange(hu.shape[1])[None, :]
+        pressed = (depth >= 37) & (depth < 75) & (columns > hu.shape[1] / 2 + 90 / spacing[1])
         assert (ref[pressed & (depth >= 42)] == MUSCLE).mean() <= 0.05, "the pressed organ stays out beyond the band"
         assert (ref[pressed] == IGNORE).any(), "where the boundary is unknown it is ignored"
     assert (~keep).mean() <= 0.03
@@ -78,10 +84,7 @@ def test_real_held_out_slab_agrees_with_totalsegmentator_where_both_follow_the_d
     canon = to_canonical(sitk.ReadImage(str(TS / "example_ct.nii.gz")))
     hu = sitk.GetArrayFromImage(canon).astype(np.float32)
     spacing = (canon.GetSpacing()[1], canon.GetSpacing()[0])
-    ref = np.zeros(hu.shape, np.uint8)
-    for k in range(82, 92):
-        ref[k] = reference_slice(hu[k], spacing)
-    ref = apply_corrections(ref, hu, load_corrections("example_ct"))[82:92]
+    ref = reference_volume(hu, spacing, load_corrections("example_ct"), slices=(82, 92))
     hu = hu[82:92]
     ts = gate_labels(sitk.GetArrayFromImage(to_canonical(sitk.ReadImage(str(TS / "tissue_types_labelmap_on_ct_sm.nii.gz"))))[:10]
                      .astype(np.uint8), hu, HUWindows())
@@ -101,8 +104,7 @@ def test_training_labels_get_the_wall_layer_a_model_left_out():
     from training.definition_reference import with_wall_layer
 
     hu, truth, spacing = layered_wall(organ_on_wall=False)
-    r, c = np.mgrid[0:hu.shape[0], 0:hu.shape[1]]
-    depth = 150.0 - np.hypot((c - hu.shape[1] / 2) * spacing[1], (r - hu.shape[0] / 2) * spacing[0] * 150 / 110)
+    depth = _depth(hu.shape, spacing)
     transversus = (depth >= 34) & (depth < 37)
     plane = (depth >= 32.5) & (depth < 34)
     old = truth.copy()

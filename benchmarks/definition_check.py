@@ -33,33 +33,28 @@ def canonical_array(image: sitk.Image) -> np.ndarray:
     return sitk.GetArrayFromImage(to_canonical(image))
 
 
-def definition_reference(ct: sitk.Image) -> np.ndarray:
+def definition_reference(ct: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
+    """The slab's definition reference (corrections applied) and its HU, both canonical."""
     from AdiposeSegLib.reading.orientation import to_canonical
-    from training.definition_reference import apply_corrections, load_corrections, reference_slice
+    from training.definition_reference import load_corrections, reference_volume
 
     canon = to_canonical(ct)
     hu = sitk.GetArrayFromImage(canon).astype(np.float32)
     spacing = (canon.GetSpacing()[1], canon.GetSpacing()[0])
-    ref = np.zeros(hu.shape, np.uint8)
-    for k in range(*SLAB):
-        ref[k] = reference_slice(hu[k], spacing)
-    return apply_corrections(ref, hu, load_corrections("example_ct"))[SLAB[0]:SLAB[1]], hu[SLAB[0]:SLAB[1]]
+    return reference_volume(hu, spacing, load_corrections("example_ct"), slices=SLAB), hu[SLAB[0]:SLAB[1]]
 
 
 def scores(pred: np.ndarray, ref: np.ndarray, merge_vat_imat: bool = False) -> dict:
+    """Per tissue (VAT and IMAT as one when merged): Dice, volume difference %, missed and extra
+    voxels, on the voxels the reference does not ignore."""
     from AdiposeSegLib.measuring.evaluate import dice
 
     keep = ref != 255
+    groups = ({"SAT": (1,), "VAT+IMAT": (2, 4), "Muscle": (3,)} if merge_vat_imat
+              else {name: (k,) for name, k in TISSUES.items()})
     out = {}
-    for name, k in TISSUES.items():
-        if merge_vat_imat and name in ("VAT", "IMAT"):
-            if name == "IMAT":
-                continue
-            p, r = np.isin(pred, (2, 4)), np.isin(ref, (2, 4))
-            name = "VAT+IMAT"
-        else:
-            p, r = pred == k, ref == k
-        p, r = p & keep, r & keep
+    for name, labels in groups.items():
+        p, r = np.isin(pred, labels) & keep, np.isin(ref, labels) & keep
         out[name] = (dice(p, r), 100.0 * (p.sum() - r.sum()) / max(1, r.sum()), int((r & ~p).sum()), int((p & ~r).sum()))
     return out
 
@@ -126,7 +121,7 @@ def main() -> int:
     print(f"model {result.model_info['name']} {result.model_info['version']}; slab example_ct z {SLAB[0]}..{SLAB[1] - 1};"
           f" definition reference ignores {100.0 * (ref == 255).mean():.1f}% of the slab's voxels")
     print_table("AdiposeSeg vs the definition reference", scores(pred, ref))
-    print_table("TotalSegmentator (held to the HU windows) vs the definition reference", scores(ts_gated, ref, merge_vat_imat=False))
+    print_table("TotalSegmentator (held to the HU windows) vs the definition reference", scores(ts_gated, ref))
     print_table("AdiposeSeg vs TotalSegmentator as drawn (VAT+IMAT vs torso fat)", scores(pred, ts, merge_vat_imat=True))
     print_table("AdiposeSeg vs TotalSegmentator held to the HU windows (VAT+IMAT vs torso fat)", scores(pred, ts_gated, merge_vat_imat=True))
     if args.figure:

@@ -4,19 +4,21 @@ A reference a model made shares that model's blind spots: TotalSegmentator's tis
 first AdiposeSeg model both leave out the innermost layer of the abdominal wall, so a model that
 draws it scores lower against them. This module draws the reference from HU windows and anatomy:
 
-1. Body: voxels above -500 HU, the slice's largest part (arms lying apart are not the trunk), holes
-   filled.
-2. Rays from the body's centre, walked inward from the skin (`_walk`): the skin (at most SKIN_MM of
-   non-fat), the SAT (fat; fibrous septa thinner than LAYER_MM stay in it), then the wall's outer
-   fascia, the first run of muscle-range (-29..150 HU) or bone at least LAYER_MM thick. From there
+1. Body: the slice's largest part above -500 HU (`hu_checks.largest_body`; arms lying apart are not
+   the trunk), holes filled.
+2. Rays from the body's centre, walked inward from the skin (`_walk`): the skin (at most skin_mm of
+   non-fat), the SAT (fat; fibrous septa stay in it), then the wall's outer fascia: the first run of
+   muscle-range (-29..150 HU) or bone at least layer_mm thick with mostly muscle or bone behind it
+   (probe_mm, probe_share). From there
    the layer stack: muscle-range runs with fat planes of at most `gap_mm` between them (the fat
    between external oblique, internal oblique and transversus), ended by a wider fat plane
-   (extraperitoneal or visceral fat), by gas, or by bone at least BONE_STOP_MM thick (the spine; a
+   (extraperitoneal or visceral fat), by gas, or by bone at least bone_stop_mm thick (the spine; a
    rib in the chest wall).
 3. Where the stack runs on without a fat plane into an organ lying on it (liver, spleen, bowel,
    kidney: a muscle-range run longer than max_run_mm that does not end at bone, or a stack deeper
-   than max_depth_mm), the ray is cut at the depth the neighbouring rays reach with a clear plane, and a band of UNSURE_MM on either side of the cut is
-   ignored (255): there the boundary is not known from the image.
+   than max_depth_mm), the ray is cut at the depth the neighbouring rays reach with a clear plane,
+   and a band of unsure_mm on either side of the cut is ignored (255): there the boundary is not
+   known from the image.
 4. The muscles on the spine: grown in the muscle range from the vertebra, beside its body (psoas,
    crura; not from its front, where the aorta lies) and behind it (the back muscles, quadratus
    lumborum), thin bridges of partial volume to organs cut first.
@@ -27,26 +29,24 @@ draws it scores lower against them. This module draws the reference from HU wind
 6. Corrections by eye, stored as data (`corrections` JSON: polygons per slice range, in the
    canonical LPS array's (column, row) pixels): `muscle` (muscle-range voxels in the polygon become
    Muscle, fat-range IMAT), `not_muscle` (Muscle and IMAT in it become background; fat in it VAT
-   when `as` says so), `ignore` (255).
+   or SAT when `fat_is` says so), `ignore` (255).
 
-Every threshold is a named constant; the reference records them with the corrections' hash.
+Every threshold is a named field of `Rules`.
 """
 from __future__ import annotations
 
-import hashlib
 import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
+from AdiposeSegLib.reading.hu_checks import largest_body
 from AdiposeSegLib.reading.labels_io import IGNORE_LABEL as IGNORE
 from AdiposeSegLib.tissues import BACKGROUND, IMAT, MUSCLE, SAT, VAT, HUWindows
 
-BODY_HU = -500.0
 BONE_HU = 150.0          # above the muscle window: bone, calcium, contrast
-GAS_HU = -190.0          # below the fat window: gas, lung
 
 
 @dataclass(frozen=True)
@@ -64,9 +64,9 @@ class Rules:
     typical_percentile: float = 30.0   # the neighbours' typical depth (organs on the wall push the median up)
     unsure_mm: float = 3.0        # ignored either side of a cut
     default_wall_mm: float = 12.0  # the wall's depth where no ray of the slice finds a plane
-    psoas_reach_mm: float = 30.0
-    back_reach_mm: float = 90.0
-    psoas_neck_mm: float = 2.0    # bridges thinner than twice this between the psoas and an organ are cut  # psoas/crura grown no farther than this from the vertebral body
+    psoas_reach_mm: float = 30.0  # psoas/crura grown no farther than this from the vertebra
+    back_reach_mm: float = 90.0   # the back muscles and quadratus lumborum no farther than this
+    psoas_neck_mm: float = 2.0    # bridges thinner than twice this between those muscles and an organ are cut
     spine_near_mm: float = 12.0   # a stack ending this close to the vertebra is the back muscles': never cut
     sat_window_deg: float = 15.0  # the SAT depth a ray is compared with (each side)
     sat_jump_mm: float = 5.0      # deeper than that by this much (or half of it) took a muscle for a septum
@@ -75,12 +75,8 @@ class Rules:
 
 
 def _body(hu: np.ndarray) -> np.ndarray:
-    parts, count = ndimage.label(hu > BODY_HU)
-    if count == 0:
-        return np.zeros(hu.shape, bool)
-    sizes = np.bincount(parts.ravel())
-    sizes[0] = 0
-    return ndimage.binary_fill_holes(parts == int(np.argmax(sizes)))
+    body = largest_body(hu)
+    return np.zeros(hu.shape, bool) if body is None else ndimage.binary_fill_holes(body)
 
 
 # sample classes along a ray
@@ -90,7 +86,7 @@ OUT, FAT, MUS, BONE, GAS = 0, 1, 2, 3, 4
 def _classes(hu: np.ndarray, body: np.ndarray, windows: HUWindows) -> np.ndarray:
     c = np.full(hu.shape, GAS, np.uint8)
     c[windows.is_fat(hu)] = FAT
-    c[(hu >= windows.muscle[0]) & (hu <= windows.muscle[1])] = MUS
+    c[windows.is_muscle(hu)] = MUS
     c[hu > windows.muscle[1]] = BONE
     c[(hu > windows.fat[1]) & (hu < windows.muscle[0])] = MUS   # the one-HU seam between the windows
     c[~body] = OUT
@@ -108,8 +104,10 @@ def _runs(row: np.ndarray):
 def _walk(profile: np.ndarray, step: float, rules: Rules, gap_mm: float, pixel_mm: float,
           near_spine: np.ndarray | None = None):
     """One ray, sampled from the skin inward (index 0 = outermost body sample). Returns (outer fascia,
-    stack end, ended cleanly) as sample indices; outer fascia None when no wall is found. Not clean:
-    the stack ran on into an organ (a run longer than max_run_mm not ending at bone) or too deep."""
+    stack end) as sample indices and how the stack ended: "plane" (a fat plane wider than gap_mm, bone
+    other than the spine's, a fold), "bone" (at the spine: as deep as it is), "gas" (bowel gas: the
+    run before it may be the bowel's wall), "organ" (a run longer than max_run_mm, or deeper than
+    max_depth_mm, not reaching the spine); (None, None, None) when no wall is found."""
     runs = _runs(profile)
     dense = np.isin(profile, (MUS, BONE)).astype(float)
     probe = max(1, int(round(rules.probe_mm / step)))
@@ -197,14 +195,21 @@ def _rays(classes: np.ndarray, spacing_rc, rules: Rules, by_spine: np.ndarray | 
     n = rules.rays
     skin, outer, inner = np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
     status = np.full(n, "", object)
-    for k in range(n):
+
+    def profile(k):
+        """Ray k's last body sample and its samples (and nearness to the spine) from the skin inward."""
         in_body = np.flatnonzero(samples[k] != OUT)
         if in_body.size == 0:
-            continue
+            return None, None, None
         last = in_body[-1]
-        profile = samples[k, :last + 1][::-1]          # skin first
         near = None if by_spine is None else by_spine[rr[k, :last + 1], cc_[k, :last + 1]][::-1]
-        o, e, ok = _walk(profile, step, rules, gap_mm, max(sy, sx), near)
+        return last, samples[k, :last + 1][::-1], near
+
+    for k in range(n):
+        last, samples_k, near = profile(k)
+        if last is None:
+            continue
+        o, e, ok = _walk(samples_k, step, rules, gap_mm, max(sy, sx), near)
         skin[k] = last * step
         if o is None:
             continue
@@ -218,12 +223,9 @@ def _rays(classes: np.ndarray, spacing_rc, rules: Rules, by_spine: np.ndarray | 
     typical_sat = _circular_median(sat, 2 * int(round(rules.sat_window_deg / 360 * n)) + 1)
     deep = sat > typical_sat + np.maximum(rules.sat_jump_mm, 0.5 * typical_sat)
     for k in np.flatnonzero(deep):
-        in_body = np.flatnonzero(samples[k] != OUT)
-        last = in_body[-1]
+        last, samples_k, near = profile(k)
         start = int(round(typical_sat[k] / step))
-        profile = samples[k, :last + 1][::-1]
-        near = None if by_spine is None else by_spine[rr[k, :last + 1], cc_[k, :last + 1]][::-1]
-        o, e, ok = _walk(profile[start:], step, replace(rules, skin_mm=0.0, probe_share=0.0, layer_mm=0.0),
+        o, e, ok = _walk(samples_k[start:], step, replace(rules, skin_mm=0.0, probe_share=0.0, layer_mm=0.0),
                          gap_mm, 0.0, None if near is None else near[start:])
         if o is None:
             continue
@@ -335,10 +337,10 @@ def _enclosed(mask: np.ndarray) -> np.ndarray:
     return left & right & behind & ~mask
 
 
-def _spine_muscles(muscle_range: np.ndarray, spine: np.ndarray, spacing_rc, rules: Rules) -> np.ndarray:
+def _spine_muscles(muscle_range: np.ndarray, spine: np.ndarray, dist: np.ndarray, spacing_rc, rules: Rules) -> np.ndarray:
     """Muscle-range voxels grown from the vertebra: beside its body (psoas, crura; not in front of it,
     where the aorta and the cava lie) up to psoas_reach_mm, and behind it (erector spinae,
-    multifidus, quadratus lumborum) up to back_reach_mm."""
+    multifidus, quadratus lumborum) up to back_reach_mm. `dist`: mm from the vertebra."""
     sy, sx = spacing_rc
     rows, cols = np.nonzero(spine)
     top, centre_row = rows.min(), rows.mean()
@@ -350,7 +352,6 @@ def _spine_muscles(muscle_range: np.ndarray, spine: np.ndarray, spacing_rc, rule
     lateral = np.abs(c - mid) >= 0.8 * half                 # not in front of the body: aorta, cava
     behind = r > centre_row
     seeds = near & ~spine & muscle_range & ((r >= top + 0.2 * (centre_row - top)) & lateral | behind)
-    dist = ndimage.distance_transform_edt(~spine, sampling=spacing_rc)
     reach = np.where(behind, rules.back_reach_mm, rules.psoas_reach_mm)
     allowed = muscle_range & ~spine & (dist <= reach) & (lateral | (r >= top))
     # thin bridges of partial volume to the aorta, a kidney or the liver broken before growing
@@ -371,21 +372,18 @@ def _polygon_mask(shape, points) -> np.ndarray:
 
 
 def reference_slice(hu: np.ndarray, spacing_rc, rules: Rules = Rules(), windows: HUWindows = HUWindows(),
-                    keep_rays: list | None = None, parts: dict | None = None) -> np.ndarray:
+                    parts: dict | None = None) -> np.ndarray:
     """Labels (uint8: 0, SAT, VAT, MUSCLE, IMAT, IGNORE) of one canonical (LPS) axial slice. `parts`, when
-    given, receives the masks "wall" (the layer stack's muscle) and "unsure" (its ignored bands)."""
+    given, receives the masks "wall" (the layer stack's muscle), "wall_fat" (the fat planes between its
+    layers) and "unsure" (its ignored bands)."""
     labels = np.zeros(hu.shape, np.uint8)
     body = _body(hu)
     if body.sum() * spacing_rc[0] * spacing_rc[1] < 2500.0:     # under 25 cm²: no trunk in this slice
         return labels
     classes = _classes(hu, body, windows)
     spine = _spine(hu, body, spacing_rc)
-    by_spine = None
-    if spine is not None:
-        by_spine = ndimage.distance_transform_edt(~spine, sampling=spacing_rc) <= rules.spine_near_mm
-    rays = _rays(classes, spacing_rc, rules, by_spine)
-    if keep_rays is not None:
-        keep_rays.append(rays)
+    spine_dist = None if spine is None else ndimage.distance_transform_edt(~spine, sampling=spacing_rc)
+    rays = _rays(classes, spacing_rc, rules, None if spine is None else spine_dist <= rules.spine_near_mm)
     radius, theta = _polar(hu.shape, spacing_rc, rays.centre)
     outer = _at(rays.outer, rays.angles, theta)
     inner = _at(rays.inner, rays.angles, theta)
@@ -397,7 +395,7 @@ def reference_slice(hu: np.ndarray, spacing_rc, rules: Rules = Rules(), windows:
     labels[outside_wall & fat] = SAT
     muscle = stack & mus
     if spine is not None:
-        muscle |= _spine_muscles(mus, spine, spacing_rc, rules) & ~outside_wall
+        muscle |= _spine_muscles(mus, spine, spine_dist, spacing_rc, rules) & ~outside_wall
         muscle &= ~spine             # marrow of muscle density inside the vertebra
     labels[muscle] = MUSCLE
     enclosed = ndimage.binary_fill_holes(muscle | (stack & ~fat)) & fat
@@ -421,15 +419,17 @@ def reference_slice(hu: np.ndarray, spacing_rc, rules: Rules = Rules(), windows:
     return labels
 
 
-def apply_corrections(labels: np.ndarray, hu: np.ndarray, corrections: list[dict], windows: HUWindows = HUWindows()) -> np.ndarray:
-    """Corrections by eye for a (slices, rows, cols) canonical volume: see the module's docstring."""
+def apply_corrections(labels: np.ndarray, hu: np.ndarray, corrections: list[dict], windows: HUWindows = HUWindows(),
+                      first: int = 0) -> np.ndarray:
+    """Corrections by eye for a (slices, rows, cols) canonical volume whose slice 0 is the case's slice
+    `first` (the corrections name the case's slices): see the module's docstring."""
     out = labels.copy()
     fat = windows.is_fat(hu)
-    mus = (hu >= windows.muscle[0]) & (hu <= windows.muscle[1])
+    mus = windows.is_muscle(hu)
     for entry in corrections:
-        a, b = entry["slices"]
+        a, b = entry["slices"][0] - first, entry["slices"][1] - first
+        inside = _polygon_mask(hu.shape[1:], entry["polygon"])
         for k in range(max(0, a), min(labels.shape[0], b + 1)):
-            inside = _polygon_mask(hu.shape[1:], entry["polygon"])
             sl = out[k]
             if entry["set"] == "muscle":
                 sl[inside & mus[k]] = MUSCLE
@@ -448,18 +448,12 @@ def apply_corrections(labels: np.ndarray, hu: np.ndarray, corrections: list[dict
     return out
 
 
-def reference_volume(hu: np.ndarray, spacing_rc, corrections: list[dict] | None = None, rules: Rules = Rules()) -> np.ndarray:
-    out = np.stack([reference_slice(hu[k], spacing_rc, rules) for k in range(hu.shape[0])])
-    return apply_corrections(out, hu, corrections or [])
-
-
-def provenance(rules: Rules, corrections_file: Path | None) -> dict:
-    info = {"method": "training/definition_reference.py (rays from the body centre, HU windows, no model output)",
-            "rules": asdict(rules)}
-    if corrections_file is not None:
-        info["corrections"] = str(corrections_file.name)
-        info["corrections_sha256"] = hashlib.sha256(corrections_file.read_bytes()).hexdigest()
-    return info
+def reference_volume(hu: np.ndarray, spacing_rc, corrections: list[dict] | None = None, rules: Rules = Rules(),
+                     slices: tuple[int, int] | None = None) -> np.ndarray:
+    """The reference of a canonical volume's slices a..b-1 (all by default), corrections applied."""
+    a, b = slices or (0, hu.shape[0])
+    out = np.stack([reference_slice(hu[k], spacing_rc, rules) for k in range(a, b)])
+    return apply_corrections(out, hu[a:b], corrections or [], first=a)
 
 
 CORRECTIONS = Path(__file__).with_name("references") / "corrections.json"

@@ -18,7 +18,6 @@ from scipy import ndimage
 
 from ..tissues import BACKGROUND
 
-BODY_HU = -500.0        # body (and table, clothing) against air
 SPLIT_HU = -400.0       # body parts are told apart here: two skins touching meet at -500..-400 HU
 RIM_PX = 2              # an arm's rim (the skin's partial volume below SPLIT_HU) cleared with it
 LIMB_MAX_SHARE = 0.5    # a body part at least this share of the trunk's area is kept (both thighs)
