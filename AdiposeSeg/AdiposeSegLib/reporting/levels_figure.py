@@ -4,14 +4,10 @@ the level marks, beside the L3 axial slice with its overlay: a reader checks in 
 taken."""
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import SimpleITK as sitk
 
 from .overlay import false_colour
-from .safe_write import atomic_path
 
 MARK_COLOURS = {"high": (255, 230, 0), "medium": (255, 150, 0), "low": (160, 160, 160), "manual": (0, 220, 255)}
 HEIGHT = 480
@@ -79,13 +75,3 @@ def _coronal_panel(canonical: sitk.Image, hu: np.ndarray, levels: dict, anchor: 
         draw.line([(x + 25, y), (x + 45, y)], fill=colour, width=2)
         draw.text((x + 48, y - 6), name, fill=colour)
     return panel
-
-
-def write_levels_figure(path: str | os.PathLike, canonical: sitk.Image, hu: np.ndarray, labels: np.ndarray,
-                        levels: dict) -> Path | None:
-    sheet = levels_figure(canonical, hu, labels, levels)
-    if sheet is None:
-        return None
-    with atomic_path(path) as tmp:
-        sheet.save(tmp, format="PNG")
-    return Path(path)

@@ -13,6 +13,7 @@ from ..model.model_card import LoadedModel
 from .overlay import choose_slices, write_montage
 from ..running.pipeline import SegmentationResult
 from .publish import publish, staging_folder
+from .safe_write import atomic_path
 from .writers import write_labelmap, write_segmentation, write_statistics_csv, write_summary_json
 
 LABELMAP_FORMATS = ("nrrd", "nii.gz", "nii", "mha")
@@ -28,6 +29,8 @@ class OutputFiles:
     dicom_seg: Path | None = None
     dicom_sr: Path | None = None    # TID 1500 measurement report referring to the SEG
     levels: Path | None = None      # sagittal level marks beside the L3 slice
+    report: Path | None = None      # the one-page patient report (PNG)
+    report_pdf: Path | None = None  # the same page as PDF
 
     def as_dict(self) -> dict:
         return {k: str(v) for k, v in self.__dict__.items() if v is not None}
@@ -43,7 +46,7 @@ def result_names(case_id: str) -> list[str]:
     """Every file name a case's result set can have (to replace an earlier set whole)."""
     names = [f"{case_id}.seg.nrrd", f"{case_id}_slices.csv", f"{case_id}_summary.json", f"{case_id}_overlay.png",
              f"{case_id}_failed.json", f"{case_id}_seg.dcm", f"{case_id}_sr.dcm",
-             f"{case_id}_levels.png"]
+             f"{case_id}_levels.png", f"{case_id}_report.png", f"{case_id}_report.pdf"]
     return names + [f"{case_id}_labels.{fmt}" for fmt in LABELMAP_FORMATS]
 
 
@@ -113,12 +116,20 @@ def write_results(
             optional(f"{case_id}_overlay.png", "overlay figure", lambda: write_montage(
                 stage / f"{case_id}_overlay.png", result.canonical_hu, result.canonical_labels, chosen,
                 (spacing[0], spacing[1]), with_plain=True))
+        sheet = []   # the levels picture, drawn once for its own file and the report
         if result.levels and result.canonical_hu is not None:
-            from .levels_figure import write_levels_figure
+            from .levels_figure import levels_figure
 
-            optional(f"{case_id}_levels.png", "levels figure", lambda: write_levels_figure(
-                stage / f"{case_id}_levels.png", result.canonical_image, result.canonical_hu,
-                result.canonical_labels, result.levels))
+            def levels_png():
+                sheet.append(levels_figure(result.canonical_image, result.canonical_hu, result.canonical_labels,
+                                           result.levels))
+                if sheet[0] is None:
+                    return None
+                with atomic_path(stage / f"{case_id}_levels.png") as tmp:
+                    sheet[0].save(tmp, format="PNG")
+                return stage / f"{case_id}_levels.png"
+
+            optional(f"{case_id}_levels.png", "levels figure", levels_png)
         dicom_notes = []
         if dicom_sources:
             from .. import __version__
@@ -145,13 +156,15 @@ def write_results(
                 failures += more_failures
         dicom_notes += [f"no {f['output']} written: {f['reason']}" for f in failures
                         if f["output"] in ("overlay figure", "levels figure")]
+        report_names = (f"{case_id}_report.png", f"{case_id}_report.pdf")
         files = OutputFiles(segmentation=out / f"{case_id}.seg.nrrd", statistics=out / f"{case_id}_slices.csv",
                             summary=out / f"{case_id}_summary.json",
                             overlay=out / f"{case_id}_overlay.png" if f"{case_id}_overlay.png" in staged else None,
                             labelmap=out / f"{case_id}_labels.{labelmap_format}" if labelmap_format else None,
                             dicom_seg=out / f"{case_id}_seg.dcm" if f"{case_id}_seg.dcm" in staged else None,
                             dicom_sr=out / f"{case_id}_sr.dcm" if f"{case_id}_sr.dcm" in staged else None,
-                            levels=out / f"{case_id}_levels.png" if f"{case_id}_levels.png" in staged else None)
+                            levels=out / f"{case_id}_levels.png" if f"{case_id}_levels.png" in staged else None,
+                            report=out / report_names[0], report_pdf=out / report_names[1])
         stats = result.statistics
         summary = {
             "case_id": case_id,
@@ -178,6 +191,16 @@ def write_results(
         summary["levels"] = {name: level_report(measures, patient, with_flags=name == "L3")
                              for name, measures in result.levels.items()}
         summary.update(extra)
+        try:
+            from .patient_report import write_report
+
+            write_report(stage / report_names[0], stage / report_names[1], summary, sheet[0] if sheet else None)
+            staged.update({name: stage / name for name in report_names})
+        except Exception as exc:   # the report is optional: the measurements are written all the same
+            failures.append({"output": "patient report", "kind": "failed", "reason": f"{exc.__class__.__name__}: {exc}"[:300]})
+            summary["notes"].append(f"no patient report written: {failures[-1]['reason']}")
+            files.report = files.report_pdf = None
+            summary["files"] = files.as_dict()
         staged[f"{case_id}_summary.json"] = write_summary_json(summary, stage / f"{case_id}_summary.json")
         publish(staged, out, marker=f"{case_id}_summary.json", overwrite=overwrite, replaces=result_names(case_id),
                 clash_hint="choose another output folder or case id, or --overwrite to replace that case's results")
