@@ -27,6 +27,25 @@ def _number(row: dict, key: str, lo: float, hi: float, where: str):
     return value
 
 
+def checked_patient(values: dict, where: str, source: str) -> dict:
+    """height_m / weight_kg / sex (text or numbers; empty = not given) checked to be a human's:
+    {"height_m", "weight_kg", "sex", "source"} with the given ones."""
+    row = {k: "" if values.get(k) is None else str(values.get(k)) for k in ("height_m", "weight_kg", "sex")}
+    patient = {"source": source}
+    height = _number(row, "height_m", 0.4, 2.5, where)
+    weight = _number(row, "weight_kg", 2.0, 400.0, where)
+    if height is not None:
+        patient["height_m"] = height
+    if weight is not None:
+        patient["weight_kg"] = weight
+    sex = row["sex"].strip().upper()[:1]
+    if sex:
+        if sex not in ("M", "F"):
+            raise InputReadError(f"{where}: sex {values.get('sex')!r}: give M or F")
+        patient["sex"] = sex
+    return patient
+
+
 def read_patients(path: str | os.PathLike) -> dict[str, dict]:
     """{case id or resolved scan path: {"height_m", "weight_kg", "sex", "l3_slice", "source"}}."""
     path = Path(path)
@@ -40,21 +59,10 @@ def read_patients(path: str | os.PathLike) -> dict[str, dict]:
             raise InputReadError(f"{path}: needs a column id (the case id) or path (the scan); found {sorted(columns)}")
         for n, row in enumerate(reader, start=2):
             where = f"{path}, line {n}"
-            patient = {"source": str(path)}
-            height = _number(row, "height_m", 0.4, 2.5, where)
-            weight = _number(row, "weight_kg", 2.0, 400.0, where)
+            patient = checked_patient(row, where, str(path))
             l3 = _number(row, "l3_slice", 0, 100000, where)
-            if height is not None:
-                patient["height_m"] = height
-            if weight is not None:
-                patient["weight_kg"] = weight
             if l3 is not None:
                 patient["l3_slice"] = int(l3)
-            sex = (row.get("sex") or "").strip().upper()[:1]
-            if sex:
-                if sex not in ("M", "F"):
-                    raise InputReadError(f"{where}: sex {row.get('sex')!r}: give M or F")
-                patient["sex"] = sex
             key = (row.get("id") or row.get("case_id") or "").strip()
             if key:
                 out[key] = patient

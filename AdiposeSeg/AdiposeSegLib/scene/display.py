@@ -1,4 +1,4 @@
-"""The per-slice table, the area plot and the false-colour CT."""
+"""The per-slice table, the area plot, the false-colour CT, window presets and how the segments show."""
 from __future__ import annotations
 
 
@@ -6,11 +6,16 @@ import numpy as np
 
 import slicer
 
+from ..errors import AdiposeSegError
 from ..measuring.statistics import SLICE_COLUMNS, Statistics
 from ..tissues import COLORS, LABELS, NAMES
 from .tables import fill_table
 from .volumes import (FALSE_COLOUR_NAME, PLOTTED, PLOT_REFERENCE, PREVIOUS_DISPLAY_ATTRIBUTE, SOURCE_SEGMENTATION_REFERENCE, TABLE_REFERENCE)
 
+
+
+# (window, level) in HU: soft tissue (abdomen) -160..240, fat -250..50, bone -450..1050
+WINDOW_PRESETS = {"soft tissue": (400.0, 40.0), "fat": (300.0, -100.0), "bone": (1500.0, 300.0)}
 
 
 class DisplayMixin:
@@ -85,4 +90,48 @@ class DisplayMixin:
         display.SetWindowLevelMinMax(lo, hi)
         display.SetAndObserveColorNodeID(colorNode.GetID())
 
-    # -- batch
+    def setWindowPreset(self, volumeNode, name: str) -> None:
+        """A window/level preset of WINDOW_PRESETS (soft tissue, fat, bone); false colour is turned off."""
+        if name not in WINDOW_PRESETS:
+            raise AdiposeSegError(f"window preset {name!r}: choose one of {', '.join(WINDOW_PRESETS)}")
+        display = volumeNode.GetDisplayNode() if volumeNode is not None else None
+        if display is None:
+            return
+        self.setFalseColour(volumeNode, False)
+        display.SetAutoWindowLevel(False)
+        display.SetWindowLevel(*WINDOW_PRESETS[name])
+
+    def setSegmentDisplay(self, segmentationNode, opacity: float | None = None, fill: bool | None = None,
+                          outline: bool | None = None, visible: dict | None = None) -> dict:
+        """How the segments show in the slice views: fill opacity (0..1), fill and outline on or off,
+        and each tissue shown or hidden (`visible`: {"SAT": True, ...}); None leaves a setting as it
+        is. Returns the settings now (segmentDisplay)."""
+        display = segmentationNode.GetDisplayNode() if segmentationNode is not None else None
+        if display is None:
+            return {}
+        if opacity is not None:
+            if not 0.0 <= float(opacity) <= 1.0:
+                raise AdiposeSegError(f"opacity {opacity}: give a value from 0 to 1")
+            display.SetOpacity2DFill(float(opacity))
+            for label in LABELS:   # the per-segment opacity multiplies the node's: keep it at 1
+                display.SetSegmentOpacity2DFill(NAMES[label], 1.0)
+        if fill is not None:
+            display.SetVisibility2DFill(bool(fill))
+        if outline is not None:
+            display.SetVisibility2DOutline(bool(outline))
+        for name, shown in (visible or {}).items():
+            if segmentationNode.GetSegmentation().GetSegment(name) is None:
+                raise AdiposeSegError(f"no segment {name!r} in {segmentationNode.GetName()}")
+            display.SetSegmentVisibility(name, bool(shown))
+        return self.segmentDisplay(segmentationNode)
+
+    def segmentDisplay(self, segmentationNode) -> dict:
+        """{"opacity": the fill opacity each segment shows with, "fill", "outline", "visible": {name: bool}}."""
+        display = segmentationNode.GetDisplayNode() if segmentationNode is not None else None
+        if display is None:
+            return {}
+        names = [NAMES[label] for label in LABELS if segmentationNode.GetSegmentation().GetSegment(NAMES[label])]
+        opacity = display.GetOpacity2DFill() * (display.GetSegmentOpacity2DFill(names[0]) if names else 1.0)
+        return {"opacity": round(opacity, 3), "fill": bool(display.GetVisibility2DFill()),
+                "outline": bool(display.GetVisibility2DOutline()),
+                "visible": {name: bool(display.GetSegmentVisibility(name)) for name in names}}

@@ -13,7 +13,7 @@ import SimpleITK as sitk
 import slicer
 
 from ..errors import AdiposeSegError
-from ..measuring.indices import level_measures
+from ..measuring.indices import level_measures, level_report
 from ..measuring.level_measures import TRUSTED, manual_l3_entry
 from ..reading.orientation import axial_axis, input_axial_index
 from .tables import fill_table
@@ -21,13 +21,27 @@ from .tables import fill_table
 LEVELS_ATTRIBUTE = "AdiposeSeg.Levels"           # JSON: the summary's "levels" for this segmentation
 LEVEL_MARKS_REFERENCE = "AdiposeSegLevelMarks"   # segmentation -> markups point list, one point per level
 LEVELS_TABLE_REFERENCE = "AdiposeSegLevelsTable"  # segmentation -> one row per level, L3 first
-LEVEL_COLUMNS = ("level", "slice", "source", "confidence", "SMA_cm2", "SMD_HU", "IMAT_cm2", "SAT_cm2", "VAT_cm2",
-                 "VAT_SAT_ratio", "LAMA_cm2", "NAMA_cm2")
+PATIENT_ATTRIBUTE = "AdiposeSeg.Patient"         # JSON: {"height_m", "weight_kg", "sex", "source"}
+LEVEL_COLUMNS = ("level", "slice", "source", "confidence", "SMA_cm2", "SMD_HU", "SMI_cm2_m2", "IMAT_cm2", "SAT_cm2",
+                 "VAT_cm2", "VAT_SAT_ratio", "LAMA_cm2", "NAMA_cm2")
 
 
 def levels_of(segmentationNode) -> dict:
     text = segmentationNode.GetAttribute(LEVELS_ATTRIBUTE) if segmentationNode is not None else None
     return json.loads(text) if text else {}
+
+
+def patient_of(segmentationNode) -> dict:
+    text = segmentationNode.GetAttribute(PATIENT_ATTRIBUTE) if segmentationNode is not None else None
+    return json.loads(text) if text else {}
+
+
+def level_reports(segmentationNode, levels: dict | None = None) -> dict:
+    """The levels with the patient-normalised indices (SMI, SATI, VATI, BMI: with a height) as
+    summary.json has them; the cut-off flags at L3 only."""
+    patient = patient_of(segmentationNode)
+    levels = levels_of(segmentationNode) if levels is None else levels
+    return {name: level_report(level, patient, with_flags=name == "L3") for name, level in levels.items()}
 
 
 def ordered(levels: dict) -> list[str]:
@@ -64,8 +78,15 @@ def write_levels(scene, segmentationNode, image: sitk.Image, levels: dict):
         table = scene.AddNewNodeByClass("vtkMRMLTableNode", f"{segmentationNode.GetName()} levels")
         segmentationNode.SetNodeReferenceID(LEVELS_TABLE_REFERENCE, table.GetID())
     if table is not None:
-        _fill_table(table, levels)
+        _fill_table(table, level_reports(segmentationNode, levels))
     return marks, table
+
+
+def refill_levels_table(segmentationNode) -> None:
+    """The levels table again (after the patient's height, weight or sex changed)."""
+    table = segmentationNode.GetNodeReference(LEVELS_TABLE_REFERENCE)
+    if table is not None:
+        _fill_table(table, level_reports(segmentationNode))
 
 
 def _fill_table(tableNode, levels: dict) -> None:

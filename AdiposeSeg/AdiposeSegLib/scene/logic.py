@@ -8,6 +8,7 @@ The methods are grouped by job: segments.py, display.py, ground_truth.py; levels
 and dicom_export.py hold the scene-side helpers."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,12 +31,13 @@ from .levels import (LEVEL_MARKS_REFERENCE, LEVELS_TABLE_REFERENCE, axial_slice_
 from .segments import SegmentsMixin
 from .display import DisplayMixin
 from .ground_truth import GroundTruthMixin
+from .patient import NOTES_ATTRIBUTE, PatientMixin
 from .jobs import SegmentJob
 from .volumes import (EditedSegmentationError, PROCESSED_ATTRIBUTE, SEGMENTATION_REFERENCE, SOURCE_SEGMENTATION_REFERENCE, SOURCE_VOLUME_REFERENCE, TABLE_REFERENCE, _keep_manual_l3, _processed_slices, _ranges_text, _replace_slices, _shown_rows, ensure_segmentation_converters, image_from_volume_node, set_volume_geometry_like)
 
 
 @dataclass
-class SceneLogic(SegmentsMixin, DisplayMixin, GroundTruthMixin):
+class SceneLogic(SegmentsMixin, DisplayMixin, GroundTruthMixin, PatientMixin):
     scene: object
     model_dir: str | None = None
     options: SegmentOptions = field(default_factory=SegmentOptions)
@@ -155,6 +157,7 @@ class SceneLogic(SegmentsMixin, DisplayMixin, GroundTruthMixin):
         segmentationNode.SetAttribute("AdiposeSeg.ModelName", result.model_info.get("name", ""))
         segmentationNode.SetAttribute("AdiposeSeg.ModelVersion", result.model_info.get("version", ""))
         segmentationNode.SetAttribute("AdiposeSeg.Device", result.device)
+        segmentationNode.SetAttribute(NOTES_ATTRIBUTE, json.dumps(list(result.statistics.notes)))
         segmentationNode.SetAttribute(PROCESSED_ATTRIBUTE, _ranges_text(sorted(processed)))
         segmentationNode.SetNodeReferenceID(SOURCE_VOLUME_REFERENCE, volumeNode.GetID())
         volumeNode.SetNodeReferenceID(SEGMENTATION_REFERENCE, segmentationNode.GetID())
@@ -204,6 +207,23 @@ class SceneLogic(SegmentsMixin, DisplayMixin, GroundTruthMixin):
         segmentationNode = segmentationNode or self.segmentationForVolume(volumeNode)
         self.checkBelongs(volumeNode, segmentationNode)
         return jump_to_level(self.scene, segmentationNode, image_from_volume_node(volumeNode), name)
+
+    def jumpToSlice(self, volumeNode, sliceIndex: int):
+        """Move the slice views to a canonical slice (a row of the per-slice table, counted from the
+        feet): the axial view shows it, the others cross it at the volume's centre. Returns the RAS point."""
+        segmentationNode, tableNode = self.resultsForVolume(volumeNode)
+        self.checkBelongs(volumeNode, segmentationNode)
+        table = tableNode.GetTable() if tableNode is not None else None
+        slices, z = (table.GetColumnByName("slice"), table.GetColumnByName("z_mm")) if table is not None else (None, None)
+        row = next((i for i in range(slices.GetNumberOfValues()) if int(slices.GetValue(i)) == int(sliceIndex)), None) \
+            if slices is not None and z is not None else None
+        if row is None:
+            raise AdiposeSegError(f"slice {sliceIndex} is not in {volumeNode.GetName()}'s table")
+        bounds = [0.0] * 6
+        volumeNode.GetRASBounds(bounds)
+        ras = [(bounds[0] + bounds[1]) / 2, (bounds[2] + bounds[3]) / 2, float(z.GetValue(row))]
+        slicer.vtkMRMLSliceNode.JumpAllSlices(self.scene, *ras, slicer.vtkMRMLSliceNode.CenteredJumpSlice)
+        return ras
 
     def setL3(self, volumeNode, segmentationNode=None, ras=None, sliceIndex: int | None = None) -> dict:
         """Set L3 by hand at a RAS point (e.g. the red slice view's centre) or a canonical slice; the L3

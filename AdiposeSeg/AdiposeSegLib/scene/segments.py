@@ -16,6 +16,10 @@ from .volumes import (PREDICTION_REFERENCE, SEGMENTATION_REFERENCE, image_from_v
 
 
 
+DEFAULT_FILL_OPACITY = 0.4
+DISPLAY_SET_ATTRIBUTE = "AdiposeSeg.DisplaySet"   # a re-run keeps the user's opacity, fill and outline
+
+
 class SegmentsMixin:
     def _writeSegments(self, segmentationNode, labels: sitk.Image, volumeNode) -> None:
         segmentation = segmentationNode.GetSegmentation()
@@ -38,9 +42,13 @@ class SegmentsMixin:
         finally:
             self.scene.RemoveNode(labelmap)
         display = segmentationNode.GetDisplayNode()
-        if display is not None:
+        if display is not None and not segmentationNode.GetAttribute(DISPLAY_SET_ATTRIBUTE):
+            # the node's opacity, not each segment's: an editor's undo recreates segments at 1.0, and
+            # per-segment values would then jump (issue 26: one Undo made every fill more opaque)
+            display.SetOpacity2DFill(DEFAULT_FILL_OPACITY)
             for label in LABELS:
-                display.SetSegmentOpacity2DFill(NAMES[label], 0.5)
+                display.SetSegmentOpacity2DFill(NAMES[label], 1.0)
+            segmentationNode.SetAttribute(DISPLAY_SET_ATTRIBUTE, "1")
 
     def _predictionNode(self, segmentationNode, volumeNode):
         node = segmentationNode.GetNodeReference(PREDICTION_REFERENCE)

@@ -24,7 +24,9 @@ def fill_table(tableNode, columns, rows: list[dict]) -> None:
         table.AddColumn(array)
     tableNode.SetAndObserveTable(table)
     for column in columns:
-        if column.endswith("_cm2"):
+        if column.endswith("_cm2_m2"):
+            tableNode.SetColumnUnitLabel(column, "cm2/m2")
+        elif column.endswith("_cm2"):
             tableNode.SetColumnUnitLabel(column, "cm2")
         elif column.endswith("_HU"):
             tableNode.SetColumnUnitLabel(column, "HU")
