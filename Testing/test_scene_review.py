@@ -149,3 +149,28 @@ def test_a_table_row_moves_the_views_there(reviewed, scene):
     assert ras[2] == pytest.approx(z[5]) and red.GetSliceToRAS().GetElement(2, 3) == pytest.approx(z[5])
     with pytest.raises(AdiposeSegError, match="not in"):
         logic.jumpToSlice(volume, 10)                                          # not processed: not in the table
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_the_cursor_reads_the_slice_and_hu_under_it(scene, example_ct, flip):
+    """The slice number is the tables' (from the feet) for a volume stored either way up."""
+    import SimpleITK as sitk
+
+    from AdiposeSegLib.reading.orientation import to_canonical
+
+    image = read_ct(example_ct)
+    if flip:
+        image = sitk.Flip(image, [False, False, True])          # head first on disk, same anatomy
+    logic = SceneLogic(scene, options=SegmentOptions(device="cpu"))
+    volume = volume_node_from_image(scene, image, "ct")
+    canonical = to_canonical(image)
+    hu = sitk.GetArrayViewFromImage(canonical)
+    k, row, col = 74, 60, 80
+    x, y, z = canonical.TransformIndexToPhysicalPoint((col, row, k))
+    info = logic.cursorInfo(volume, (-x, -y, z))                  # LPS -> RAS
+    assert info["slice"] == k and info["slices"] == hu.shape[0] and info["hu"] == float(hu[k, row, col])
+    assert logic.cursorInfo(volume, (-x, -y, z + 10000)) is None
+    red = scene.AddNewNodeByClass("vtkMRMLSliceNode", "Red")
+    red.SetOrientationToAxial()
+    red.JumpSliceByCentering(-x, -y, z)
+    assert logic.viewSlices(volume, [red])["Axial"] == {"slice": k, "slices": hu.shape[0]}

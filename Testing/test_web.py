@@ -99,7 +99,7 @@ def _wait_for(page, condition, timeout=30.0):
 
 
 def _table_total(page, column):
-    header = [c.strip() for c in page.locator("#slices-table thead th").all_inner_texts()]
+    header = [c.strip().split("\n")[0] for c in page.locator("#slices-table thead th").all_inner_texts()]
     index = header.index(column)
     rows = page.locator("#slices-table tbody tr")
     return sum(float(rows.nth(i).locator("td").nth(index).inner_text()) for i in range(rows.count()))
@@ -143,6 +143,13 @@ def test_segment_edit_update_save_in_the_browser(web):
     erased = _wait_for(page, lambda: (lambda c: c if c["SAT"] < axial["SAT"] - 100 else None)(_colour_counts(view.screenshot())))
     _shot(page, "web_after_erase")
     assert erased and erased["SAT"] < axial["SAT"] - 100, (axial, erased)
+    # Undo gives the view back as it was, fill as opaque as before (issue 26: one Undo made every fill
+    # more opaque); Redo puts the erase back
+    page.locator("button:has(i.mdi-undo)").first.click()
+    undone = _wait_for(page, lambda: (lambda c: c if c["SAT"] > axial["SAT"] - 50 else None)(_colour_counts(view.screenshot())))
+    assert undone and all(abs(undone[t] - axial[t]) <= 0.03 * axial[t] + 20 for t in ("SAT", "VAT", "Muscle")), (axial, undone)
+    page.locator("button:has(i.mdi-redo)").first.click()
+    assert _wait_for(page, lambda: _colour_counts(view.screenshot())["SAT"] < axial["SAT"] - 100)
 
     page.click("#panel-tab")
     page.click("#update-button")
@@ -226,6 +233,122 @@ def test_real_ct_opens_on_l3_with_the_levels_table(web, example_ct):
     plot = page.inner_html("#plot")                   # issue 26: ticks, head/feet, the L3 line, the IMAT curve
     assert 'id="plot-l3"' in plot and 'data-tissue="IMAT"' in plot and "feet" in plot and "head" in plot
     _shot(page, "web_real_ct_l3")
+
+
+def _axial_png(page):
+    return _views(page).nth(0).screenshot()
+
+
+def _set(page, **values):
+    for key, value in values.items():
+        page.evaluate("([k, v]) => window.trame.state.set(k, v)", [key, value])
+
+
+def test_segments_show_and_hide_with_opacity_fill_and_outline(web):
+    """Issue 26 E: on the main tab, each tissue on or off, the fill's opacity, fill and outline."""
+    page = web["page"]   # the example CT segmented by the test above
+    shown = _colour_counts(_axial_png(page))
+    _set(page, show_SAT=False)
+    hidden = _wait_for(page, lambda: (lambda c: c if c["SAT"] < 0.05 * shown["SAT"] else None)(_colour_counts(_axial_png(page))))
+    assert hidden and hidden["VAT"] > 0.8 * shown["VAT"] and hidden["Muscle"] > 0.8 * shown["Muscle"], (shown, hidden)
+    _set(page, show_SAT=True, seg_fill=False)   # outlines only: far fewer coloured pixels, every tissue still there
+    outlined = _wait_for(page, lambda: (lambda c: c if 0.1 * shown["SAT"] < c["SAT"] < 0.7 * shown["SAT"] else None)(_colour_counts(_axial_png(page))))
+    assert outlined and all(0 < outlined[t] < shown[t] for t in ("SAT", "VAT", "Muscle")), (shown, outlined)
+    _set(page, seg_fill=True, seg_outline=False, seg_opacity=0.0)   # nothing drawn at all
+    none = _wait_for(page, lambda: (lambda c: c if all(c[t] < 0.02 * shown[t] + 20 for t in c) else None)(
+        _colour_counts(_axial_png(page))))     # (the L3 mark, a small green disc, stays)
+    assert none, (shown, _colour_counts(_axial_png(page)))
+    _set(page, seg_outline=True, seg_opacity=0.4)
+    assert _wait_for(page, lambda: _colour_counts(_axial_png(page))["SAT"] > 0.9 * shown["SAT"])
+
+
+def test_window_presets_and_the_cursor_readout(web, example_ct):
+    import SimpleITK as sitk
+
+    from AdiposeSegLib.reading.orientation import input_axial_index
+
+    page = web["page"]
+    _set(page, seg_opacity=0.0, seg_outline=False)
+    brightness = {}
+    for name in ("soft-tissue", "fat", "bone"):
+        before = _axial_png(page)
+        page.click(f"#window-{name}")
+        _wait_for(page, lambda: _axial_png(page) != before, timeout=10)
+        from PIL import Image
+
+        brightness[name] = float(np.asarray(Image.open(io.BytesIO(_axial_png(page))).convert("L")).mean())
+    assert brightness["fat"] > brightness["soft-tissue"] > brightness["bone"], brightness   # -250..50, -160..240, -450..1050
+    _set(page, seg_opacity=0.4, seg_outline=True)
+    page.click("#window-soft-tissue")
+
+    box = _views(page).nth(0).bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.45, box["y"] + box["height"] * 0.5)
+    page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.55)
+    text = _wait_for(page, lambda: page.inner_text("#cursor"))
+    match = re.match(r"cursor: slice (\d+), voxel \((\d+), (\d+)\), (-?\d+) HU", text)
+    assert match, text
+    k, i, j, hu = map(int, match.groups())
+    axial = re.search(r"Axial (\d+)/(\d+)", page.inner_text("#view-slices"))
+    assert axial and int(axial.group(1)) == k                      # the cursor lies on the axial view's slice
+    image = sitk.ReadImage(str(example_ct))
+    assert int(axial.group(2)) == image.GetSize()[2] - 1
+    value = float(sitk.GetArrayViewFromImage(image)[input_axial_index(image, k), j, i])
+    assert abs(value - hu) <= 0.5, (value, hu)                    # the HU of that very voxel
+
+
+def test_patient_data_give_the_indices_and_the_report_downloads(web):
+    from PIL import Image
+
+    page = web["page"]
+    page.fill("#height", "1.75")     # typed, as a user does
+    page.fill("#weight", "80")
+    _set(page, sex="M")
+    page.wait_for_function("window.trame.state.get('height_m') === '1.75' && window.trame.state.get('weight_kg') === '80'",
+                           timeout=10000)
+    page.click("#apply-patient")
+    page.wait_for_function("document.querySelector('#status').innerText.startsWith('Patient data: height_m 1.75')",
+                           timeout=30000)
+    cells = page.locator("#levels-table tbody tr").first.locator("td").all_inner_texts()
+    headers = [h.replace("\n", " ") for h in page.locator("#levels-table thead th").all_inner_texts()]
+    assert headers == ["level", "slice", "confidence", "SMA cm²", "SMD HU", "SMI cm²/m²", "IMAT cm²", "SAT cm²", "VAT cm²"]
+    row = dict(zip(headers, cells))
+    assert row["level"] == "L3" and float(row["SMI cm²/m²"]) == pytest.approx(float(row["SMA cm²"]) / 1.75 ** 2, abs=0.06)
+    assert "SMI" in page.inner_text("#l3")
+    with page.expect_download() as download:
+        page.click("#download-levels")
+    levels = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))
+    assert levels[0]["level"] == "L3" and float(levels[0]["BMI_kg_m2"]) == pytest.approx(80 / 1.75 ** 2)
+
+    with page.expect_download() as download:
+        page.click("#download-report-png")
+    assert download.value.suggested_filename == "example_ct_report.png"
+    report = Image.open(download.value.path())
+    assert report.width == 1400 and report.height > 600
+    with page.expect_download() as download:
+        page.click("#download-report-pdf")
+    assert Path(download.value.path()).read_bytes().startswith(b"%PDF")
+    drawer = page.locator("nav").first.bounding_box()            # at a laptop's 1366 x 768 every column fits
+    page.set_viewport_size({"width": 1366, "height": 768})
+    try:
+        last = page.locator("#levels-table thead th").last.bounding_box()
+        drawer = page.locator("nav").first.bounding_box()
+        assert last["x"] + last["width"] <= drawer["x"] + drawer["width"], (last, drawer)
+        _shot(page, "web_review_1366")
+    finally:
+        page.set_viewport_size({"width": 1600, "height": 900})
+
+
+def test_a_table_row_moves_the_views_there(web):
+    page = web["page"]
+    rows = page.locator("#slices-table tbody tr")
+    target = rows.nth(5)
+    k = int(target.locator("td").first.inner_text())
+    target.click()
+    assert _wait_for(page, lambda: f"Axial {k}/" in page.inner_text("#view-slices")), page.inner_text("#view-slices")
+    level = page.locator("#levels-table tbody tr").nth(2)
+    k = int(level.locator("td").nth(1).inner_text())
+    level.click()
+    assert _wait_for(page, lambda: f"Axial {k}/" in page.inner_text("#view-slices")), page.inner_text("#view-slices")
 
 
 def test_set_l3_from_the_axial_view_is_kept_as_manual(web):

@@ -13,15 +13,11 @@ from pathlib import Path
 
 import slicer
 from trame.app import TrameApp
-from trame.widgets import html
-from trame.widgets import vuetify3 as v3
 from trame_slicer import module as trame_slicer_module
 from trame_slicer.app.logic.segmentation import SegmentEditorLogic
-from trame_slicer.app.ui.segmentation import SegmentEditorUI
 from trame_slicer.core import LayoutManager, SlicerApp
 from trame_slicer.rca_view import register_rca_factories
 from trame_slicer.views import Layout, LayoutDirection, ViewLayoutDefinition
-from trame_vuetify.ui.vuetify3 import SinglePageWithDrawerLayout
 
 from AdiposeSegLib.errors import AdiposeSegError, Cancelled, OutputError
 from AdiposeSegLib.reading.dicom import seg_sources
@@ -31,7 +27,9 @@ from AdiposeSegLib.tissues import LABELS, NAMES, SegmentOptions
 
 from .guard import SessionGuard
 from .paths import DEFAULT_UPLOAD_LIMIT_MB, DataRoots, save_uploads
+from .cursor import CursorReadout
 from .tables import area_plot_svg, level_rows, levels_csv, slice_rows, table_csv
+from .ui import build_page
 
 log = logging.getLogger("adiposeseg.web")
 POLL_S = 0.25
@@ -62,11 +60,15 @@ class AdiposeSegWeb(TrameApp):
         self.logic = SceneLogic(self.slicer_app.scene, model_dir=model_dir, options=SegmentOptions(device=device),
                                 python=sys.executable)
         self.server.trigger("upload")(self.upload)
+        self.server.trigger("report_file")(self.report_file)
         self.volume = None
         self.source_files: list[str] = []   # the loaded DICOM series' files, slice k = file k
         self.job = None
         self._init_state()
-        self._build_ui()
+        self.ui = build_page(self)
+        self.cursor = CursorReadout(self)
+        self.state.change("seg_opacity", "seg_fill", "seg_outline", *(f"show_{NAMES[k]}" for k in LABELS))(
+            self._on_display_changed)
         self.ctrl.on_client_connected.add(self._fit_views_soon)
 
     def _fit_views_soon(self, *_):
@@ -101,6 +103,11 @@ class AdiposeSegWeb(TrameApp):
         s.offer_replace = False
         s.false_colour = False
         s.dataset_dir = self.dataset_dir
+        s.cursor_text = ""
+        s.views_text = ""
+        s.update({"seg_opacity": 0.4, "seg_fill": True, "seg_outline": True, "height_m": "", "weight_kg": "", "sex": ""})
+        s.update({f"show_{NAMES[k]}": True for k in LABELS})
+        self.header_patient: dict = {}
 
     def fail(self, message: str):
         self.state.error = message
@@ -123,11 +130,16 @@ class AdiposeSegWeb(TrameApp):
             return self.fail(f"{name}: could not be read ({type(exc).__name__}: {exc})")
         self.slicer_app.scene.Clear()
         self.source_files = seg_sources(info, None) or []
+        self.header_patient = {k: v for k, v in (info.get("patient") or {}).items() if k in ("height_m", "weight_kg", "sex")}
         self.volume = volume_node_from_image(self.slicer_app.scene, image, path.name.split(".")[0])
         self.slicer_app.display_manager.show_volume(self.volume, do_reset_views=True)
+        self.cursor.watch(self.volume)
         self.state.update({"loaded": str(path), "has_result": False, "slice_rows": [], "level_rows": [],
                            "plot_svg": "", "levels_png": "", "l3_text": "", "saved": "",
-                           "is_dicom": bool(self.source_files), "offer_replace": False,
+                           "is_dicom": bool(self.source_files), "offer_replace": False, "cursor_text": "",
+                           "height_m": str(self.header_patient.get("height_m", "")),
+                           "weight_kg": str(self.header_patient.get("weight_kg", "")),
+                           "sex": self.header_patient.get("sex", ""),
                            "status": f"{path.name}: {image.GetSize()[0]}x{image.GetSize()[1]}x{image.GetSize()[2]}; "
                                      "click Segment."})
 
@@ -187,6 +199,13 @@ class AdiposeSegWeb(TrameApp):
     def _show_result(self, segmentation, table):
         self.editor.on_volume_changed(self.volume)      # the segment editor edits this segmentation
         segmentation.SetDisplayVisibility(True)
+        self._apply_display(segmentation)
+        if self.state.height_m or self.state.weight_kg or self.state.sex:
+            try:
+                self.logic.setPatient(segmentation, self.state.height_m, self.state.weight_kg, self.state.sex,
+                                      source="DICOM header" if self.header_patient else "entered")
+            except AdiposeSegError as exc:
+                self.state.error = str(exc)
         self.logic.jumpToLevel(self.volume, segmentation, "L3")
         self._refresh_tables(segmentation, table)
         self.state.has_result = True
@@ -194,7 +213,7 @@ class AdiposeSegWeb(TrameApp):
 
     def _refresh_tables(self, segmentation, table):
         self.state.slice_rows = slice_rows(table)
-        levels = self.logic.levels(segmentation)
+        levels = self.logic.levelReports(segmentation)
         self.state.level_rows = level_rows(levels)
         l3 = levels.get("L3")
         self.state.plot_svg = area_plot_svg(table, l3_z_mm=l3.get("z_mm") if l3 else None)
@@ -204,8 +223,9 @@ class AdiposeSegWeb(TrameApp):
         self.state.case_name = self.volume.GetName() if self.volume is not None else "ct"
         if l3 and "SMA_cm2" in l3:
             how = "set by hand" if l3["source"] == "manual" else f"auto, {l3['confidence']}"
+            smi = f", SMI {l3['SMI_cm2_m2']:.1f} cm²/m²" if "SMI_cm2_m2" in l3 else ""
             self.state.l3_text = (f"L3 slice {l3['slice']} ({how}): SMA {l3['SMA_cm2']:.1f} cm², "
-                                  f"SAT {l3['SAT_cm2']:.1f} cm², VAT {l3['VAT_cm2']:.1f} cm²")
+                                  f"SMD {l3['SMD_HU']:.1f} HU{smi}, SAT {l3['SAT_cm2']:.1f} cm², VAT {l3['VAT_cm2']:.1f} cm²")
         elif l3:
             self.state.l3_text = f"L3 found with low confidence at slice {l3['slice']}: check it"
         else:
@@ -277,6 +297,44 @@ class AdiposeSegWeb(TrameApp):
         if self.volume is not None:
             self._guarded(lambda: self.logic.setFalseColour(self.volume, bool(enabled)))
 
+    def window_preset(self, name):
+        self._guarded(lambda: self.logic.setWindowPreset(self.volume, str(name)))
+        self.state.false_colour = False
+
+    def _on_display_changed(self, **_):
+        segmentation = self.logic.segmentationForVolume(self.volume) if self.volume is not None else None
+        if segmentation is not None:
+            self._guarded(lambda: self._apply_display(segmentation))
+
+    def _apply_display(self, segmentation):
+        s = self.state
+        self.logic.setSegmentDisplay(segmentation, opacity=float(s.seg_opacity), fill=bool(s.seg_fill),
+                                     outline=bool(s.seg_outline),
+                                     visible={NAMES[k]: bool(s[f"show_{NAMES[k]}"]) for k in LABELS})
+
+    def apply_patient(self):
+        self._guarded(self._apply_patient)
+
+    def _apply_patient(self):
+        segmentation, table = self.logic.resultsForVolume(self.volume)
+        patient = self.logic.setPatient(segmentation, self.state.height_m, self.state.weight_kg, self.state.sex)
+        self._refresh_tables(segmentation, table)
+        given = ", ".join(f"{k} {patient[k]}" for k in ("height_m", "weight_kg", "sex") if k in patient) or "none"
+        self.state.status = f"Patient data: {given}."
+
+    def jump_to_slice(self, k):
+        self._guarded(lambda: self.logic.jumpToSlice(self.volume, int(k)))
+
+    def report_file(self, kind):
+        """The one-page report of the result as it is now, for the page to download (PNG or PDF)."""
+        files = []
+        self._guarded(lambda: files.extend(self.logic.reportFiles(self.volume, self.logic.segmentationForVolume(
+            self.volume), self.state.case_name)))
+        if not files:
+            return ""
+        self.state.status = f"Report ({kind.upper()}) of the result as it is now."
+        return self.server.protocol.addAttachment(files[1] if kind == "pdf" else files[0])
+
     def _guarded(self, action):
         self.state.error = ""
         if self.volume is None:
@@ -290,7 +348,7 @@ class AdiposeSegWeb(TrameApp):
             self.fail(f"{type(exc).__name__}: {exc}")
 
     # ------------------------------------------------------------------ page
-    def _footer_text(self) -> str:
+    def footer_text(self) -> str:
         from AdiposeSegLib import __version__
         from AdiposeSegLib.model.model_card import default_model_dir, read_card
 
@@ -301,92 +359,6 @@ class AdiposeSegWeb(TrameApp):
             model = "no model found"
         return (f"AdiposeSeg {__version__} · {model} · code BSD 3-Clause; the bundled model's weights for "
                 "non-commercial use only · not a medical device")
-
-    def _upload_script(self) -> str:
-        """Too big is said before a byte is sent (the server also refuses any message over the limit)."""
-        limit_mb = f"{self.upload_limit / 1024 ** 2:.0f}"
-        total = "Array.from($event.target.files).reduce((a, f) => a + f.size, 0)"
-        return (f"{total} > {self.upload_limit} ? (error = 'the upload is ' + Math.round({total} / 1048576) + "
-                f"' MB, over this server\\'s limit of {limit_mb} MB; put the scan in a data folder instead') : "
-                "trigger('upload', [$event.target.files])")
-
-    def _build_ui(self):
-        with SinglePageWithDrawerLayout(self.server, theme="dark") as self.ui:
-            self.ui.title.set_text("AdiposeSeg")
-            self.ui.footer.clear()   # the template's "Powered by trame" / "(c) Kitware" is not this tool's
-            with self.ui.footer:
-                html.Div(self._footer_text(), id="footer", classes="text-caption")
-            with self.ui.toolbar:
-                v3.VSpacer()
-                v3.VSelect(v_model=("scan",), items=("scans",), label="CT (inside the data folders)", density="compact",
-                           hide_details=True, style="max-width: 520px;", id="scan-select")
-                v3.VBtn("Open", click=self.open_scan, id="open-button", classes="ml-2", disabled=("running",))
-                v3.VFileInput(multiple=True, hide_input=True, density="compact", prepend_icon="mdi-upload", id="upload",
-                              hide_details=True, style="max-width: 48px;", disabled=("running",),
-                              change=self._upload_script())
-            with self.ui.drawer:
-                self.ui.drawer.width = 420
-                with v3.VTabs(v_model=("tab", "adiposeseg"), density="compact"):
-                    v3.VTab("AdiposeSeg", value="adiposeseg", id="panel-tab")
-                    v3.VTab("Edit", value="edit", disabled=("!has_result",), id="edit-tab")
-                with v3.VWindow(v_model=("tab",)):
-                    with v3.VWindowItem(value="adiposeseg"):
-                        self._panel()
-                    with v3.VWindowItem(value="edit"):
-                        self.editor_ui = SegmentEditorUI(style="height: calc(100vh - 160px);")
-                        with html.Div(classes="d-flex justify-center"):
-                            self.editor_ui.build_undo_redo_buttons()
-                        self.editor.set_ui(self.editor_ui)
-            with self.ui.content:
-                self.layout_manager.initialize_layout_grid(self.ui)
-
-    def _panel(self):
-        with html.Div(classes="pa-3"):
-            v3.VAlert(text=("error",), type="error", v_if=("error",), density="compact", id="error", classes="mb-2")
-            with html.Div(classes="d-flex align-center"):
-                v3.VBtn("{{ running ? 'Cancel' : 'Segment' }}", click=self.segment, id="segment-button",
-                        color=("running ? 'warning' : 'primary'",), disabled=("!loaded",))
-                v3.VSwitch(v_model=("false_colour",), label="False-colour CT", hide_details=True, density="compact",
-                           classes="ml-4", update_modelValue=(self.set_false_colour, "[$event]"))
-            v3.VProgressLinear(model_value=("progress",), height=6, classes="my-2", id="progress")
-            html.Div("{{ status }}", id="status", classes="text-body-2")
-            html.Div("{{ l3_text }}", id="l3", classes="text-body-2 mt-1", v_if=("has_result",))
-            with html.Div(classes="d-flex mt-2", v_if=("has_result",)):
-                v3.VBtn("Update statistics", click=self.update_statistics, id="update-button", size="small")
-                v3.VBtn("Save as ground truth", click=self.save_ground_truth, id="save-button", size="small",
-                        classes="ml-2")
-                v3.VBtn("Export DICOM SEG + SR", click=(self.export_dicom, "[false]"), id="export-dicom-button",
-                        size="small", classes="ml-2", v_if=("is_dicom",))
-            v3.VBtn("Replace the earlier export", click=(self.export_dicom, "[true]"), id="replace-export-button",
-                    size="small", color="warning", classes="mt-2", v_if=("offer_replace",))
-            v3.VBtn("Set L3 from the axial view", click=self.set_l3, id="set-l3-button", size="small", classes="mt-2",
-                    v_if=("has_result",))
-            html.Div("{{ saved }}", id="saved", classes="text-caption mt-1")
-            html.Div("Dataset folder: {{ dataset_dir }}", classes="text-caption")
-            html.Div(v_html=("plot_svg",), classes="mt-2", id="plot")
-            with html.Div(classes="d-flex mt-1", v_if=("has_result",)):
-                v3.VBtn("Slices CSV", size="x-small", variant="outlined", id="download-slices",
-                        click="utils.download(case_name + '_slices.csv', slices_csv, 'text/csv')")
-                v3.VBtn("Levels CSV", size="x-small", variant="outlined", id="download-levels", classes="ml-2",
-                        click="utils.download(case_name + '_levels.csv', levels_csv, 'text/csv')")
-            html.Img(src=("levels_png",), v_if=("levels_png",), id="levels-picture", style="width: 100%;",
-                     classes="mt-2", title="Sagittal cut, coronal bone slab and the L3 slice with the levels found")
-            with v3.VTable(density="compact", v_if=("level_rows.length",), classes="mt-2", id="levels-table"):
-                with html.Thead(), html.Tr():
-                    for head in ("level", "slice", "how", "SMA", "SAT", "VAT", "IMAT"):
-                        html.Th(head)
-                with html.Tbody(), html.Tr(v_for="row in level_rows", key="row.level"):
-                    for key in ("level", "slice", "how", "SMA", "SAT", "VAT", "IMAT"):
-                        html.Td(f"{{{{ row.{key} }}}}")
-            with v3.VTable(density="compact", v_if=("slice_rows.length",), height=260, fixed_header=True, classes="mt-2",
-                           id="slices-table"):
-                with html.Thead(), html.Tr():
-                    for head in ("slice", "level") + tuple(NAMES[k] for k in LABELS):
-                        html.Th(head)
-                with html.Tbody(), html.Tr(v_for="row in slice_rows", key="row.slice"):
-                    for key in ("slice", "level") + tuple(NAMES[k] for k in LABELS):
-                        html.Td(f"{{{{ row.{key} }}}}")
-
 
 def default_dataset_dir() -> str:
     return os.path.join(os.path.expanduser("~"), "AdiposeSegGroundTruth")

@@ -31,14 +31,22 @@ def slice_rows(table_node) -> list[dict]:
     return rows[::-1]   # head first, as a radiologist scrolls
 
 
+# (row key, header): the units in the headers, as the CSVs have them in the column names
+LEVEL_HEADERS = (("level", "level"), ("slice", "slice"), ("confidence", "confidence"), ("SMA", "SMA cm²"),
+                 ("SMD", "SMD HU"), ("SMI", "SMI cm²/m²"), ("IMAT", "IMAT cm²"), ("SAT", "SAT cm²"), ("VAT", "VAT cm²"))
+SLICE_HEADERS = (("slice", "slice"), ("level", "level")) + tuple((NAMES[k], f"{NAMES[k]} cm²") for k in LABELS)
+
+
 def level_rows(levels: dict) -> list[dict]:
+    """The levels table's rows from SceneLogic.levelReports (SMI with the patient's height)."""
     rows = []
     for name in ordered(levels):   # L3 first, as in the Slicer module's levels table
         level = levels[name]
-        how = "by hand" if level["source"] == "manual" else level["confidence"]
-        fmt = lambda key: f"{level[key]:.1f}" if isinstance(level.get(key), (int, float)) else "-"  # noqa: E731
-        rows.append({"level": name, "slice": level["slice"], "how": how, "SMA": fmt("SMA_cm2"), "SAT": fmt("SAT_cm2"),
-                     "VAT": fmt("VAT_cm2"), "IMAT": fmt("IMAT_cm2")})
+        confidence = "by hand" if level["source"] == "manual" else level["confidence"]
+        fmt = lambda key: f"{level[key]:.1f}" if isinstance(level.get(key), (int, float)) and level[key] == level[key] else "-"  # noqa: E731
+        rows.append({"level": name, "slice": level["slice"], "confidence": confidence, "SMA": fmt("SMA_cm2"),
+                     "SMD": fmt("SMD_HU"), "SMI": fmt("SMI_cm2_m2"), "IMAT": fmt("IMAT_cm2"), "SAT": fmt("SAT_cm2"),
+                     "VAT": fmt("VAT_cm2")})
     return rows
 
 
@@ -113,7 +121,7 @@ def table_csv(table_node) -> str:
 
 
 LEVEL_FIELDS = ("slice", "input_slice", "z_mm", "source", "anchor", "confidence", "SMA_cm2", "SMD_HU", "IMAT_cm2",
-                "SAT_cm2", "VAT_cm2", "SMI_cm2_m2")
+                "SAT_cm2", "VAT_cm2", "SMI_cm2_m2", "SATI_cm2_m2", "VATI_cm2_m2", "BMI_kg_m2")
 
 
 def levels_csv(levels: dict) -> str:

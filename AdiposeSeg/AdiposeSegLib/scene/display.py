@@ -3,6 +3,7 @@ from __future__ import annotations
 
 
 import numpy as np
+import vtk
 
 import slicer
 
@@ -135,3 +136,53 @@ class DisplayMixin:
         return {"opacity": round(opacity, 3), "fill": bool(display.GetVisibility2DFill()),
                 "outline": bool(display.GetVisibility2DOutline()),
                 "visible": {name: bool(display.GetSegmentVisibility(name)) for name in names}}
+
+    def cursorInfo(self, volumeNode, ras) -> dict | None:
+        """What lies under a RAS point (the cursor): the canonical axial slice (the tables' numbering,
+        from the feet), the voxel (i, j, k of the volume) and its HU; None outside the volume."""
+        ijk = _ijk(volumeNode, ras)
+        dims = volumeNode.GetImageData().GetDimensions() if volumeNode is not None and volumeNode.GetImageData() else None
+        if dims is None or not all(0 <= ijk[a] < dims[a] for a in range(3)):
+            return None
+        axis, upward = _axial_axis(volumeNode)
+        k = ijk[axis] if upward else dims[axis] - 1 - ijk[axis]
+        hu = float(slicer.util.arrayFromVolume(volumeNode)[ijk[2], ijk[1], ijk[0]])
+        return {"slice": int(k), "slices": int(dims[axis]), "ijk": [int(v) for v in ijk], "hu": hu}
+
+    def viewSlices(self, volumeNode, sliceNodes) -> dict:
+        """Per slice view (Axial, Coronal, Sagittal: the RAS axis nearest its normal): the slice it shows and how many there are along its
+        normal; axial in the tables' numbering (from the feet), the others as the volume's own index."""
+        out = {}
+        if volumeNode is None or volumeNode.GetImageData() is None:
+            return out
+        dims = volumeNode.GetImageData().GetDimensions()
+        axial, upward = _axial_axis(volumeNode)
+        directions = vtk.vtkMatrix4x4()
+        volumeNode.GetIJKToRASDirectionMatrix(directions)
+        for node in sliceNodes:
+            matrix = node.GetSliceToRAS()
+            centre = [matrix.GetElement(i, 3) for i in range(3)]
+            normal = np.array([matrix.GetElement(i, 2) for i in range(3)])
+            axis = int(np.argmax([abs(sum(directions.GetElement(r, a) * normal[r] for r in range(3))) for a in range(3)]))
+            index = _ijk(volumeNode, centre)[axis]
+            if axis == axial and not upward:
+                index = dims[axis] - 1 - index
+            view = ("Sagittal", "Coronal", "Axial")[int(np.argmax(np.abs(normal)))]   # the normal's nearest of R, A, S
+            out[view] = {"slice": int(index), "slices": int(dims[axis])}
+        return out
+
+
+def _axial_axis(volumeNode) -> tuple[int, bool]:
+    """As reading.orientation.axial_axis, from the node's geometry: the index axis nearest S, upward or not."""
+    directions = vtk.vtkMatrix4x4()
+    volumeNode.GetIJKToRASDirectionMatrix(directions)
+    row = [directions.GetElement(2, a) for a in range(3)]
+    axis = int(np.argmax(np.abs(row)))
+    return axis, bool(row[axis] > 0)
+
+
+def _ijk(volumeNode, ras) -> list[int]:
+    matrix = vtk.vtkMatrix4x4()
+    volumeNode.GetRASToIJKMatrix(matrix)
+    point = matrix.MultiplyPoint([float(ras[0]), float(ras[1]), float(ras[2]), 1.0])
+    return [int(np.floor(point[a] + 0.5)) for a in range(3)]
