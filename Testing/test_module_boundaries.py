@@ -11,6 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 ENGINE = ROOT / "AdiposeSeg" / "AdiposeSegLib"
 MODULE = ROOT / "AdiposeSeg" / "AdiposeSeg.py"
+SLICER_SIDE = ROOT / "AdiposeSeg" / "AdiposeSegSlicer"    # the module's Logic, parameter node, review panel, self-test
 
 
 def _imports(path: Path) -> set[str]:
@@ -33,7 +34,8 @@ def test_engine_does_not_import_slicer_or_qt(path):
 
 def test_slicer_util_and_mrml_names_exist():
     slicer = pytest.importorskip("slicer")
-    sources = MODULE.read_text() + "".join(p.read_text() for p in sorted((ENGINE / "scene").glob("*.py")))
+    sources = MODULE.read_text() + "".join(p.read_text() for p in sorted((ENGINE / "scene").glob("*.py"))) + \
+        "".join(p.read_text() for p in sorted(SLICER_SIDE.glob("*.py")))
     for name in sorted(set(re.findall(r"slicer\.util\.(\w+)", sources))):
         assert hasattr(slicer.util, name), f"slicer.util.{name}"
     for name in sorted(set(re.findall(r"slicer\.(vtk\w+)", sources))):
@@ -43,8 +45,28 @@ def test_slicer_util_and_mrml_names_exist():
 
 
 def _module_class(name: str) -> ast.ClassDef:
-    tree = ast.parse(MODULE.read_text())
-    return next(node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == name)
+    """A class of the module, in AdiposeSeg.py or the AdiposeSegSlicer/ files it imports them from."""
+    for path in [MODULE, *sorted(SLICER_SIDE.glob("*.py"))]:
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.ClassDef) and node.name == name:
+                return node
+    raise AssertionError(f"no class {name}")
+
+
+def test_the_module_file_names_every_class_slicer_looks_up():
+    """Slicer finds <Module>Widget, Logic and Test as attributes of the module file: imported ones count."""
+    text = MODULE.read_text()
+    for name in ("AdiposeSegLogic", "AdiposeSegTest", "AdiposeSegParameterNode"):
+        assert re.search(rf"^from AdiposeSegSlicer\.\w+ import .*\b{name}\b", text, re.M), name
+    assert "class AdiposeSegWidget(" in text and "class AdiposeSeg(ScriptedLoadableModule)" in text
+    assert len(text.splitlines()) <= 400
+
+
+def test_the_slicer_side_never_reaches_the_engine_below_scene_logic():
+    """The module and its Logic call SceneLogic and read-only helpers; they do not re-implement the engine."""
+    for path in [MODULE, *sorted(SLICER_SIDE.glob("*.py"))]:
+        for name in re.findall(r"from AdiposeSegLib\.(\w+)", path.read_text()):
+            assert name in ("scene", "errors", "tissues", "model"), (path.name, name)
 
 
 def test_logic_pops_no_dialogs():

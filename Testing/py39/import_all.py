@@ -86,7 +86,7 @@ def _not_on_39(tree: ast.AST, path: Path) -> list[str]:
 
 def files() -> list[Path]:
     out = [ROOT / "AdiposeSeg" / "AdiposeSeg.py"]
-    for folder in ("AdiposeSeg/AdiposeSegLib", "training"):
+    for folder in ("AdiposeSeg/AdiposeSegLib", "AdiposeSeg/AdiposeSegSlicer", "training"):
         out += sorted((ROOT / folder).rglob("*.py"))
     return out
 
@@ -106,7 +106,7 @@ def main() -> int:
         if path.stem == "__main__":
             continue  # importing it would run the command line; parsing it is the check
         relative = path.relative_to(ROOT)
-        if relative.parts[0] == "AdiposeSeg" and relative.parts[1] != "AdiposeSegLib":
+        if relative.parts[0] == "AdiposeSeg" and relative.parts[1] not in ("AdiposeSegLib", "AdiposeSegSlicer"):
             name = path.stem
         else:
             parts = relative.with_suffix("").parts[1:] if relative.parts[0] == "AdiposeSeg" else relative.with_suffix("").parts
