@@ -85,16 +85,28 @@ def default_model():
     return load_model()
 
 
-@pytest.fixture
-def tiny_disk(tmp_path):
-    """A real 256 KiB file system (tmpfs), so that writes hit a genuinely full disk."""
-    mount = tmp_path / "disk"
+def _tmpfs(mount: Path, size: str):
     mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], capture_output=True, text=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)], capture_output=True, text=True)
     if done.returncode:
         if os.geteuid() == 0 or os.environ.get("CI"):  # CI runs as root: there the test must run, not skip
             pytest.fail(f"could not mount a tmpfs as root: {done.stderr.strip()}")
         pytest.skip("mounting a tmpfs needs root")
+    return mount
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A real 256 KiB file system (tmpfs), so that writes hit a genuinely full disk."""
+    mount = _tmpfs(tmp_path / "disk", "256k")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 4 MiB file system (tmpfs): room for a result set, to be filled up by the test."""
+    mount = _tmpfs(tmp_path / "disk4m", "4m")
     yield mount
     subprocess.run(["umount", str(mount)], check=True)
 

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from AdiposeSegLib.running.cli import main
@@ -128,7 +129,8 @@ def test_leftovers_of_a_killed_run_are_cleaned_and_never_taken_as_results(exampl
     (out / "a" / f".a_summary.json.adiposeseg-old-{socket.gethostname()}-999999").write_text("{}")
     assert _batch(scans, out, tiny_model_dir) == 0
     assert _rows(out / "summary.csv")["a"]["status"] == "done"
-    assert sorted(p.name for p in (out / "a").iterdir()) == ["a.seg.nrrd", "a_overlay.png", "a_slices.csv", "a_summary.json"]
+    assert sorted(p.name for p in (out / "a").iterdir()) == ["a.seg.nrrd", "a_overlay.png", "a_report.pdf", "a_report.png",
+                                                            "a_slices.csv", "a_summary.json"]
     assert (out / "a" / "a.seg.nrrd").read_bytes()[:4] == b"NRRD"
 
 
@@ -194,8 +196,94 @@ def test_full_disk_keeps_the_earlier_result_set_whole(tiny_disk, tiny_model, exa
     ct = read_ct(example_ct_sm)
     small = segment_image(ct[:, :, 10:12], tiny_model, SegmentOptions(device="cpu"))
     write_results(small, tiny_disk, "case", tiny_model)
+    import os
+
+    free = os.statvfs(tiny_disk).f_bavail * os.statvfs(tiny_disk).f_frsize
+    (tiny_disk / "ballast").write_bytes(b"x" * max(0, free - 8192))   # too little room even for the measurements
     before = {p.name: p.read_bytes() for p in tiny_disk.iterdir()}
     big = segment_image(ct, tiny_model, SegmentOptions(device="cpu"))
     with pytest.raises(OutputError, match="disk is full"):
         write_results(big, tiny_disk, "case", tiny_model, overwrite=True, labelmap_format="nrrd")
     assert {p.name: p.read_bytes() for p in tiny_disk.iterdir()} == before  # old set whole, no leftovers
+
+
+@pytest.mark.parametrize("room", ["measurements", "all but the summary"])
+def test_a_full_disk_costs_the_optional_outputs_not_the_measurements(small_disk, tiny_model, example_ct_sm, tmp_path, room):
+    """The figures, the report and DICOM objects are written before the summary: when they filled the
+    disk, they are dropped (and named) so that the segmentation, table and summary are written."""
+    import SimpleITK as sitk
+
+    from AdiposeSegLib.reading.image_io import read_ct
+    from AdiposeSegLib.running.pipeline import segment_image
+    from AdiposeSegLib.reporting.results import write_results
+    from AdiposeSegLib.tissues import SegmentOptions
+
+    import os
+
+    result = segment_image(read_ct(example_ct_sm), tiny_model, SegmentOptions(device="cpu"))
+    sizes = {p.name: p.stat().st_size for p in write_results(result, tmp_path / "roomy", "case", tiny_model,
+                                                            labelmap_format="nrrd").summary.parent.iterdir()}
+    pages = {k: -(-v // 4096) * 4096 for k, v in sizes.items()}            # tmpfs counts whole pages
+    optional = sum(v for k, v in pages.items() if k.endswith((".png", ".pdf")))
+    needed = sum(v for k, v in pages.items() if not k.endswith((".png", ".pdf", "_summary.json")))
+    assert optional > 65536, sizes
+    extra = None
+    if room == "measurements":       # room for the measurements and a part of one figure
+        left = needed + pages["case_summary.json"] + 8192
+    else:                            # room for everything but a summary made large: it comes last
+        extra = {"padding": "x" * (optional // 2)}
+        left = needed + optional + optional // 4
+    free = os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize
+    (small_disk / "ballast").write_bytes(b"x" * (free - left))
+    files = write_results(result, small_disk, "case", tiny_model, labelmap_format="nrrd", extra=extra)
+    summary = json.loads(files.summary.read_text())
+    if room == "measurements":     # each optional output failed as it was written
+        assert "patient report" in {f["output"] for f in summary["optional_outputs_failed"]}
+    else:                          # all were written, then the summary did not fit: they made room for it
+        assert any(n.startswith("the disk was full:") for n in summary["notes"]), summary["notes"]
+        assert {f["output"] for f in summary["optional_outputs_failed"]} >= {"report", "report_pdf"}
+    assert "report" not in summary["files"] and not (small_disk / "case_report.png").exists()
+    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(small_disk / "case_labels.nrrd")))
+    assert np.array_equal(labels, sitk.GetArrayViewFromImage(result.labels))
+    assert summary["totals"]["SAT_volume_cm3"] == pytest.approx(result.statistics.totals["SAT_volume_cm3"])
+
+
+def test_case_ids_are_the_shortest_unique_end_of_the_path_and_old_folders_resume(example_ct_sm, tiny_model_dir,
+                                                                                  tmp_path, capsys):
+    """Issue 26 E: a scan's id is its name when no other input shares it, not its flattened path; a batch
+    started with the earlier, longer ids resumes in those folders instead of measuring again."""
+    import os
+    import shutil
+
+    from AdiposeSegLib.running.identity import case_ids, legacy_case_ids
+
+    a = _slab(example_ct_sm, 0, tmp_path / "site" / "x" / "a.nii.gz")
+    b = _slab(example_ct_sm, 10, tmp_path / "deep" / "y" / "z" / "ct.nii.gz")
+    c = _slab(example_ct_sm, 20, tmp_path / "deep" / "w" / "ct.nii.gz")
+    inputs = [str(a), str(b), str(c)]
+    assert case_ids(inputs) == ["a", "z_ct", "w_ct"] == case_ids(inputs[::-1])[::-1]
+    assert legacy_case_ids(inputs) == ["site_x_a", "deep_y_z_ct", "deep_w_ct"]
+
+    listing = tmp_path / "list.txt"
+    listing.write_text("\n".join(inputs) + "\n")
+    out = tmp_path / "out"
+    assert _batch(listing, out, tiny_model_dir) == 0
+    assert sorted(_rows(out / "summary.csv")) == ["a", "w_ct", "z_ct"]
+
+    # the same results as an earlier version left them: folders and files under the long ids
+    old = tmp_path / "old"
+    for new_id, old_id in zip(case_ids(inputs), legacy_case_ids(inputs)):
+        shutil.copytree(out / new_id, old / old_id)
+        for path in sorted((old / old_id).iterdir()):
+            path.rename(path.with_name(old_id + path.name[len(new_id):]))
+        summary = old / old_id / f"{old_id}_summary.json"
+        record = json.loads(summary.read_text())
+        record["case_id"] = old_id
+        summary.write_text(json.dumps(record))
+    before = {p: os.stat(p).st_mtime_ns for p in old.rglob("*.seg.nrrd")}
+    capsys.readouterr()
+    assert _batch(listing, old, tiny_model_dir) == 0
+    assert "3 skipped" in capsys.readouterr().out                  # resumed: nothing measured again
+    assert sorted(_rows(old / "summary.csv")) == ["deep_w_ct", "deep_y_z_ct", "site_x_a"]
+    assert {p: os.stat(p).st_mtime_ns for p in old.rglob("*.seg.nrrd")} == before
+    assert main(["aggregate", str(old), "--manifest", str(listing)]) == 0   # the manifest finds them too

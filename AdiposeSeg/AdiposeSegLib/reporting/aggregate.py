@@ -134,7 +134,7 @@ def aggregate(out_root: str | os.PathLike, manifest: list[tuple[str, str]] | Non
               outcomes: list | None = None) -> tuple[Path, dict]:
     """Write OUT/summary.csv; returns its path and {"done": [...], "failed": [...], "missing": [...]}.
 
-    manifest: (case_id, source) of every expected case; without it, every case folder in OUT.
+    manifest: (case_id, source[, legacy id]) of every expected case; without it, every case folder in OUT.
     outcomes: this run's CaseOutcome list (adds "cancelled" and the run's messages).
     """
     out_root = Path(out_root)
@@ -145,9 +145,9 @@ def aggregate(out_root: str | os.PathLike, manifest: list[tuple[str, str]] | Non
                           and ((d / f"{d.name}_summary.json").is_file() or (d / f"{d.name}_failed.json").is_file()))
         check_shards_complete(out_root)
     records, report = [], {"done": [], "failed": [], "missing": [], "cancelled": []}
-    for case_id, source in manifest:
-        if source:
-            case_id = case_id_in(out_root, case_id, source)   # never another input's folder of the same name
+    for case_id, source, *legacy in manifest:
+        if source:   # never another input's folder of the same name; an earlier version's id still found
+            case_id = case_id_in(out_root, case_id, source, legacy[0] if legacy else None)
         record = case_record(out_root, case_id)
         outcome = by_run.get(case_id)
         if outcome is not None and outcome.status == "cancelled":

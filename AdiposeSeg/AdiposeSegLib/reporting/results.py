@@ -12,6 +12,7 @@ from ..measuring.indices import level_report
 from ..model.model_card import LoadedModel
 from .overlay import choose_slices, write_montage
 from ..running.pipeline import SegmentationResult
+from ..errors import OutputError
 from .publish import publish, staging_folder
 from .safe_write import atomic_path
 from .writers import write_labelmap, write_segmentation, write_statistics_csv, write_summary_json
@@ -48,6 +49,29 @@ def result_names(case_id: str) -> list[str]:
              f"{case_id}_failed.json", f"{case_id}_seg.dcm", f"{case_id}_sr.dcm",
              f"{case_id}_levels.png", f"{case_id}_report.png", f"{case_id}_report.pdf"]
     return names + [f"{case_id}_labels.{fmt}" for fmt in LABELMAP_FORMATS]
+
+
+# what a result set can do without: the measurements (segmentation, table, summary) never wait for these
+OPTIONAL_FIELDS = {"overlay": "_overlay.png", "levels": "_levels.png", "report": "_report.png",
+                   "report_pdf": "_report.pdf", "dicom_seg": "_seg.dcm", "dicom_sr": "_sr.dcm"}
+
+
+def _drop_optional(staged: dict, stage: Path, case_id: str, files: OutputFiles, summary: dict, failures: list) -> bool:
+    """The disk filled up before the summary: free the optional outputs so the measurements are written,
+    and say which were dropped. False when there was nothing to drop."""
+    dropped = [field for field, suffix in OPTIONAL_FIELDS.items() if f"{case_id}{suffix}" in staged]
+    for field in dropped:
+        name = f"{case_id}{OPTIONAL_FIELDS[field]}"
+        (stage / name).unlink(missing_ok=True)
+        staged.pop(name)
+        setattr(files, field, None)
+        failures.append({"output": field, "kind": "failed", "reason": "the disk was full: dropped so that the "
+                                                                       "measurements could be written"})
+    if dropped:
+        summary["notes"].append(f"the disk was full: {', '.join(dropped)} not written, so that the measurements were")
+        summary["files"] = files.as_dict()
+        summary["optional_outputs_failed"] = failures
+    return bool(dropped)
 
 
 def summary_extra(identity: dict, key: dict, info: dict, **more) -> dict:
@@ -201,7 +225,12 @@ def write_results(
             summary["notes"].append(f"no patient report written: {failures[-1]['reason']}")
             files.report = files.report_pdf = None
             summary["files"] = files.as_dict()
-        staged[f"{case_id}_summary.json"] = write_summary_json(summary, stage / f"{case_id}_summary.json")
+        try:
+            staged[f"{case_id}_summary.json"] = write_summary_json(summary, stage / f"{case_id}_summary.json")
+        except OutputError as exc:
+            if "disk is full" not in str(exc) or not _drop_optional(staged, stage, case_id, files, summary, failures):
+                raise
+            staged[f"{case_id}_summary.json"] = write_summary_json(summary, stage / f"{case_id}_summary.json")
         publish(staged, out, marker=f"{case_id}_summary.json", overwrite=overwrite, replaces=result_names(case_id),
                 clash_hint="choose another output folder or case id, or --overwrite to replace that case's results")
     return files

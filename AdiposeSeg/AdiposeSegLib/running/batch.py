@@ -20,7 +20,7 @@ from typing import Callable
 from ..reporting.aggregate import aggregate, summary_csv_text
 from ..reading.discover import find_inputs  # noqa: F401  (part of the batch API)
 from ..errors import AdiposeSegError, Cancelled
-from .identity import case_id_in, case_ids, check_unchanged, file_states, input_files, input_identity, run_key
+from .identity import case_id_in, case_ids, legacy_case_ids, check_unchanged, file_states, input_files, input_identity, run_key
 from .output_lock import output_lock
 from ..reading.dicom import dicom_files, seg_sources
 from ..reading.image_io import read_ct
@@ -164,7 +164,7 @@ def _run_locked(inputs, out_root, model, options, workers, control, labelmap_for
                 dicom_seg, dicom_options):
     clean_leftovers(out_root)
     base = case_ids(inputs)
-    ids = [case_id_in(out_root, b, p) for b, p in zip(base, inputs)]
+    ids = [case_id_in(out_root, b, p, legacy) for b, p, legacy in zip(base, inputs, legacy_case_ids(inputs))]
     mine = [i for i in range(len(inputs)) if in_shard(base[i], shard)]
     key = run_key(model, options)
     outcomes: list[CaseOutcome | None] = [None] * len(mine)

@@ -265,12 +265,12 @@ def cmd_batch(args) -> int:
 def cmd_aggregate(args) -> int:
     from ..reporting.aggregate import aggregate
     from .batch import find_inputs
-    from .identity import case_ids
+    from .identity import case_ids, legacy_case_ids
 
     manifest = None
     if args.manifest:
         inputs = find_inputs(args.manifest)
-        manifest = list(zip(case_ids(inputs), inputs))
+        manifest = list(zip(case_ids(inputs), inputs, legacy_case_ids(inputs)))
     path, report = aggregate(args.output, manifest)
     print(f"{len(report['done'])} done, {len(report['failed'])} failed, {len(report['missing'])} missing; cohort table: {path}")
     for status in ("failed", "missing"):

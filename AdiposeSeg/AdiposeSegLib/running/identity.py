@@ -94,23 +94,54 @@ def strip_suffix(name: str) -> str:
     return name
 
 
-def case_ids(inputs: list[str]) -> list[str]:
-    """Stable, unique case ids from the inputs' paths (relative to their common folder), independent
-    of the list's order: `p1/ct.nii.gz` -> `p1_ct`. Names that would collide get a short hash of
-    their resolved path, so no two inputs ever share a result folder."""
+def _relative_parts(inputs: list[str]) -> tuple[list[str], list[tuple[str, ...]]]:
+    """The resolved paths and each one's parts below the inputs' common folder (suffix stripped)."""
     resolved = [str(Path(p).resolve()) for p in inputs]
     parents = [os.path.dirname(p) for p in resolved]
     root = os.path.commonpath(parents) if parents else ""
-    ids = []
+    out = []
     for path in resolved:
-        relative = os.path.relpath(path, root) if root else os.path.basename(path)
-        parts = Path(relative).parts
-        ids.append(safe_name("_".join(parts[:-1] + (strip_suffix(parts[-1]),))))
+        parts = Path(os.path.relpath(path, root) if root else os.path.basename(path)).parts
+        out.append(parts[:-1] + (strip_suffix(parts[-1]),))
+    return resolved, out
+
+
+def _unique_with_hash(ids: list[str], resolved: list[str]) -> list[str]:
     counts: dict[str, int] = {}
     for cid in ids:
         counts[cid.lower()] = counts.get(cid.lower(), 0) + 1
     return [f"{cid}_{hashlib.sha1(path.encode()).hexdigest()[:8]}" if counts[cid.lower()] > 1 else cid
             for cid, path in zip(ids, resolved)]
+
+
+def case_ids(inputs: list[str]) -> list[str]:
+    """Stable, unique case ids, independent of the list's order: the shortest end of each input's path
+    below the inputs' common folder that no other input shares (`/data/a/p1/ct.nii.gz` beside
+    `/data/b/p2/ct.nii.gz` -> `p1_ct`, `p2_ct`; a file name no other input has is the id alone, wherever
+    it lies). Names that still collide (case-insensitively) get a short hash of their resolved path."""
+    resolved, parts = _relative_parts(inputs)
+    depth = [1] * len(parts)
+    while True:
+        ids = [safe_name("_".join(p[-d:])) for p, d in zip(parts, depth)]
+        groups: dict[str, list[int]] = {}
+        for i, cid in enumerate(ids):
+            groups.setdefault(cid.lower(), []).append(i)
+        grown = False
+        for members in groups.values():
+            if len(members) > 1:
+                for i in members:
+                    if depth[i] < len(parts[i]):
+                        depth[i] += 1
+                        grown = True
+        if not grown:
+            return _unique_with_hash(ids, resolved)
+
+
+def legacy_case_ids(inputs: list[str]) -> list[str]:
+    """The ids before 0.1.0's issue 26 (the whole path below the common folder): a result folder made
+    under one of them is still found, so a batch started before resumes instead of running again."""
+    resolved, parts = _relative_parts(inputs)
+    return _unique_with_hash([safe_name("_".join(p)) for p in parts], resolved)
 
 
 def input_files(source: str | os.PathLike) -> list[str]:
@@ -160,11 +191,14 @@ def recorded_input(out_root: str | os.PathLike, case_id: str) -> str | None:
     return None
 
 
-def case_id_in(out_root: str | os.PathLike, case_id: str, source: str | os.PathLike) -> str:
+def case_id_in(out_root: str | os.PathLike, case_id: str, source: str | os.PathLike, legacy: str | None = None) -> str:
     """This input's case folder in OUT: its id, unless that folder holds another input's result (two
-    sites laid out alike, batched one after the other): then the id with a hash of the input's path."""
+    sites laid out alike, batched one after the other): then the id with a hash of the input's path.
+    `legacy` (legacy_case_ids) is used instead where only it holds this input's earlier result."""
     mine = str(Path(source).resolve())
     other = recorded_input(out_root, case_id)
+    if other is None and legacy and legacy != case_id and recorded_input(out_root, legacy) == mine:
+        return legacy
     if other is None or other == mine:
         return case_id
     return f"{case_id}_{hashlib.sha1(mine.encode('utf-8', 'surrogateescape')).hexdigest()[:8]}"
