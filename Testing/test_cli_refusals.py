@@ -38,7 +38,8 @@ def test_segment_never_overwrites_an_earlier_case_unless_told(slab, tiny_model_d
     assert (tmp_path / "out" / "slab_summary.json").read_text() == first
     assert main(args + ["--overwrite"]) == 0
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert names == ["slab.seg.nrrd", "slab_overlay.png", "slab_slices.csv", "slab_summary.json"]  # the old label map went with its set
+    assert names == ["slab.seg.nrrd", "slab_overlay.png", "slab_report.pdf", "slab_report.png", "slab_slices.csv",
+                     "slab_summary.json"]  # the old label map went with its set
 
 
 def test_dot_as_input_names_the_case_after_the_folder(dcmqi_series, tiny_model_dir, tmp_path):

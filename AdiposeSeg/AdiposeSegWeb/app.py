@@ -312,7 +312,8 @@ class AdiposeSegWeb(TrameApp):
                                      outline=bool(s.seg_outline),
                                      visible={NAMES[k]: bool(s[f"show_{NAMES[k]}"]) for k in LABELS})
 
-    def apply_patient(self):
+    def apply_patient(self, height_m="", weight_kg="", sex=""):
+        self.state.update({"height_m": height_m, "weight_kg": weight_kg, "sex": sex})
         self._guarded(self._apply_patient)
 
     def _apply_patient(self):

@@ -130,7 +130,8 @@ def _patient_fields(app):
                       id="weight", style="max-width: 96px;", classes="mr-2", title="Weight in kg (for BMI and the flags)")
         v3.VSelect(v_model=("sex", ""), items=("['', 'M', 'F']",), label="sex", density="compact", hide_details=True,
                    id="sex", style="max-width: 96px;", classes="mr-2", title="Sex (for the sarcopenia cut-off)")
-        v3.VBtn("Apply", size="small", click=app.apply_patient, id="apply-patient")
+        # the values travel with the click: the fields' state may reach the server after it
+        v3.VBtn("Apply", size="small", click=(app.apply_patient, "[height_m, weight_kg, sex]"), id="apply-patient")
 
 
 def _table(ident: str, rows: str, key: str, headers, on_click, height=None):
