@@ -66,7 +66,12 @@ def _results_in_orthanc(orthanc, study_uid: str, timeout: float = 120) -> dict:
         if "SEG" in found and "SR" in found:
             return found
         time.sleep(0.1)
-    raise AssertionError(f"no SEG + SR in Orthanc for study {study_uid}")
+    try:   # what Orthanc's jobs say (a routing job that failed names its error), to diagnose a rare miss
+        jobs = [(j.get("Type"), j.get("State"), j.get("ErrorDescription"), j.get("ErrorDetails"))
+                for j in json.loads(orthanc.request("/jobs?expand"))]
+    except Exception as exc:  # noqa: BLE001 - only a diagnostic
+        jobs = f"(jobs not read: {exc})"
+    raise AssertionError(f"no SEG + SR in Orthanc for study {study_uid}; Orthanc's jobs: {jobs}")
 
 
 def _volumes(sr) -> dict:

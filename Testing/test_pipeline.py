@@ -160,3 +160,24 @@ def test_single_fat_pixels_inside_muscle_are_counted_as_imat(example_ct_sm, defa
     voxel_cm3 = float(np.prod(canonical.GetSpacing())) / 1000
     gained = after.statistics.totals["IMAT_volume_cm3"] - before.statistics.totals["IMAT_volume_cm3"]
     assert gained == pytest.approx(len(pick) * voxel_cm3, rel=0.35)
+
+
+def test_labels_are_written_into_the_label_image_itself():
+    """Issue 27 C: one copy of the label volume, not an array and then an image made from it."""
+    import gc
+
+    import SimpleITK as sitk
+
+    from AdiposeSegLib.reading.image_views import image_view, writable_view, zero_image_like
+
+    reference = sitk.Image([64, 48, 20], sitk.sitkInt16)
+    reference.SetSpacing((0.7, 0.7, 2.5))
+    image = zero_image_like(reference)
+    assert image.GetSpacing() == reference.GetSpacing() and image.GetPixelID() == sitk.sitkUInt8
+    labels = writable_view(image)
+    assert labels.shape == (20, 48, 64) and not labels.any()
+    labels[3, 10:12, 5] = 2
+    assert image[5, 10, 3] == 2 and image_view(image)[3, 11, 5] == 2
+    del image
+    gc.collect()
+    assert labels[3, 11, 5] == 2          # the view keeps its image alive

@@ -25,6 +25,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from ..reading.image_views import writable_view
 from .spine import SpineColumn, find_column, find_discs
 
 ORDER = ("S1", "L5", "L4", "L3", "L2", "L1", "T12", "T11", "T10")  # bottom -> top
@@ -73,7 +74,8 @@ def _working_image(canonical: sitk.Image) -> sitk.Image:
     nz, ny, nx = (n // f for n, f in zip(hu.shape, (fz, fy, fx)))
     if min(nz, ny, nx) < 1:
         fz, fy, fx, (nz, ny, nx) = 1, 1, 1, hu.shape
-    block = np.empty((nz, ny, nx), dtype=np.float32)
+    work = sitk.Image([nx, ny, nz], sitk.sitkFloat32)
+    block = writable_view(work)          # filled in place: no second copy of the working volume
     total = np.empty((ny, nx), dtype=np.float32)
     for k in range(nz):   # a block of slices at a time: never a float copy of the whole CT
         # strided sums, not a mean over a 5-D reshape (5x faster); integer HU sums are exact in float32
@@ -83,7 +85,6 @@ def _working_image(canonical: sitk.Image) -> sitk.Image:
                 for dx in range(fx):
                     total += hu[k * fz + dz, dy:ny * fy:fy, dx:nx * fx:fx]
         np.divide(total, fz * fy * fx, out=block[k])
-    work = sitk.GetImageFromArray(block)
     work.SetSpacing([s * f for s, f in zip(spacing, (fx, fy, fz))])
     work.SetDirection(canonical.GetDirection())
     # the first block's centre, in the canonical image's continuous index space

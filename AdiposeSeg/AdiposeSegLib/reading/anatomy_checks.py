@@ -127,18 +127,25 @@ def check_slices_consistent(values: np.ndarray, slice_axis: int, source: str = "
                          "slice?). Not measured; re-export the series")
 
 
+CHUNK_SLICES = 32
+
+
 def anatomy_flags(hu: np.ndarray, labels: np.ndarray, spacing, slice_indices: np.ndarray) -> tuple[dict, list[str]]:
     """Quality flags a reader of the numbers should know, from the analysed canonical slices: metal
     (streak artefacts), a body narrower than the adults the model was validated on."""
     flags: dict = {}
     notes: list[str] = []
-    metal = np.flatnonzero((hu >= METAL_HU).sum(axis=(1, 2)) >= METAL_MIN_VOXELS)
+    # a block of slices at a time: a mask of the whole volume would be another copy of it (issue 27 C)
+    blocks = [slice(k, min(k + CHUNK_SLICES, hu.shape[0])) for k in range(0, hu.shape[0], CHUNK_SLICES)]
+    metal = np.flatnonzero(np.concatenate([(hu[b] >= METAL_HU).sum(axis=(1, 2)) for b in blocks] or [np.zeros(0, int)])
+                           >= METAL_MIN_VOXELS)
     if metal.size:
         first, last = int(slice_indices[metal[0]]), int(slice_indices[metal[-1]])
         flags["metal_artifact"] = {"slices": int(metal.size), "of": int(hu.shape[0]), "first_slice": first, "last_slice": last}
         notes.append(f"metal (>= {METAL_HU:.0f} HU) on {metal.size} of {hu.shape[0]} slices ({first}..{last}): streak "
                      "artefacts shift HU there, so fat and muscle areas on those slices are less reliable; check the overlay")
-    columns = (labels > 0).any(axis=1)                       # (slices, cols): body tissue in that column
+    columns = np.concatenate([(labels[b] > 0).any(axis=1) for b in blocks] or [np.zeros((0, labels.shape[2]), bool)])
+    # (slices, cols): body tissue in that column
     has = columns.any(axis=1)
     if has.any():
         left = columns.argmax(axis=1)

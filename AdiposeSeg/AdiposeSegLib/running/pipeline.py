@@ -13,7 +13,7 @@ import SimpleITK as sitk
 from ..model.device import resolve_device
 from ..reading.anatomy_checks import anatomy_flags
 from ..reading.image_io import already_validated, validate_ct
-from ..reading.image_views import image_view
+from ..reading.image_views import image_view, writable_view, zero_image_like
 from ..model.model_card import LoadedModel
 from ..reading.orientation import from_canonical, input_axial_index, to_canonical
 from ..measuring.level_measures import auto_l3_slice, l1_l5_volumes, level_entries, slice_names
@@ -131,6 +131,7 @@ def segment_image(
     control = control or RunControl()
     timings = {}
     t0 = time.perf_counter()
+    control.report(0.0, "starting")
     if not already_validated(image):
         image = validate_ct(image)
     canonical, hu, spacing, z = canonical_arrays(image)
@@ -138,20 +139,20 @@ def segment_image(
     device = resolve_device(options.device)
     timings["prepare_s"] = time.perf_counter() - t0
 
-    t1 = time.perf_counter()
-    labels = np.zeros(hu.shape, dtype=np.uint8)
-    part = labels[start:stop]
-    stages: dict = {}
-    counts, sums = _label_batches(part, hu[start:stop], spacing, model, device, options, control.sub(0.0, 0.92), stages)
-    timings["segment_s"] = time.perf_counter() - t1
-    timings.update(stages)
-
     t3 = time.perf_counter()
     report = None
-    if options.find_levels:
-        control.report(0.94, "finding vertebral levels")
+    if options.find_levels:   # before the labels exist: its working volume and theirs are never held together
+        control.report(0.01, "finding vertebral levels")
         report = detect_levels(canonical)
     timings["levels_s"] = time.perf_counter() - t3
+
+    t1 = time.perf_counter()
+    label_image = zero_image_like(canonical)
+    part = writable_view(label_image)[start:stop]   # written in place: no second copy of the labels
+    stages: dict = {}
+    counts, sums = _label_batches(part, hu[start:stop], spacing, model, device, options, control.sub(0.03, 0.94), stages)
+    timings["segment_s"] = time.perf_counter() - t1
+    timings.update(stages)
 
     t4 = time.perf_counter()
     control.report(0.96, "computing statistics")
@@ -179,8 +180,6 @@ def segment_image(
         q = quality["fov_cutoff"]
         stats.notes.append(f"the body touches the edge of the field of view on {q['slices']} of {q['of']} slices "
                            f"(up to {q['max_mm']} mm): fat outside the image is missing and SAT/VAT may be misassigned there")
-    label_image = sitk.GetImageFromArray(labels)
-    label_image.CopyInformation(canonical)
     del part
     labels = image_view(label_image)   # one copy of the labels: the image's, viewed
     native = from_canonical(label_image, image)
