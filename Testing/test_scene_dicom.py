@@ -10,14 +10,13 @@ import pytest
 import SimpleITK as sitk
 
 slicer = pytest.importorskip("slicer", reason="slicer-core is part of the test requirements")
-import vtk  # noqa: E402
 
+from scene_helpers import paint  # noqa: E402
 from AdiposeSegLib.errors import AdiposeSegError  # noqa: E402
 from AdiposeSegLib.reading.image_io import read_ct  # noqa: E402
 from AdiposeSegLib.reporting.dicom_seg import COPIED_TYPE2  # noqa: E402
 from AdiposeSegLib.scene import volume_node_from_image  # noqa: E402
 from AdiposeSegLib.scene.dicom_export import DICOM_UIDS_ATTRIBUTE, dicom_source_files  # noqa: E402
-from AdiposeSegLib.tissues import LABELS, NAMES  # noqa: E402
 
 
 def test_export_of_an_edited_segmentation_is_valid_and_holds_the_edit(logic, scene, deidentified_dicom, tmp_path):
@@ -36,12 +35,7 @@ def test_export_of_an_edited_segmentation_is_valid_and_holds_the_edit(logic, sce
     edited = labels.copy()
     edited[10] = 0
     edited[10, 100:140, 200:260] = 3   # the reviewer repaints slice 10: a 40 x 60 block of muscle
-    lm = volume_node_from_image(scene, logic.labelImage(seg_node, node), "edit", "vtkMRMLLabelMapVolumeNode")
-    slicer.util.updateVolumeFromArray(lm, edited)
-    ids = vtk.vtkStringArray()
-    for label in LABELS:
-        ids.InsertNextValue(NAMES[label])
-    assert slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(lm, seg_node, ids)
+    paint(scene, logic, seg_node, node, edited)
     out = logic.exportDicom(node, seg_node, sources, tmp_path / "export", caseId="ct", contentCreator="Doe^Jane")
     assert out["failures"] == []
     seg_path, sr_path = Path(out["files"]["ct_seg.dcm"]), Path(out["files"]["ct_sr.dcm"])

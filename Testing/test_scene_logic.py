@@ -8,6 +8,7 @@ import vtk
 
 slicer = pytest.importorskip("slicer", reason="slicer-core is part of the test requirements")
 
+from scene_helpers import paint  # noqa: E402
 from AdiposeSegLib.reading.image_io import read_ct
 from AdiposeSegLib.running.pipeline import segment_image
 from AdiposeSegLib.scene import EditedSegmentationError, image_from_volume_node, volume_node_from_image
@@ -75,12 +76,7 @@ def test_edit_then_update_statistics(logic, ct_node, scene):
     edited[12][edited[12] == 3] = 0
     edited[12, 50:56, 20:30] = 3
     assert (labels[12] == 3).sum() != 60  # so that the table must change
-    lm = volume_node_from_image(scene, logic.labelImage(seg_node, ct_node), "edit", "vtkMRMLLabelMapVolumeNode")
-    slicer.util.updateVolumeFromArray(lm, edited)
-    ids = vtk.vtkStringArray()
-    for label in LABELS:
-        ids.InsertNextValue(NAMES[label])
-    assert slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(lm, seg_node, ids)
+    paint(scene, logic, seg_node, ct_node, edited)
     assert logic.isEdited(seg_node, ct_node)
     table_node = logic.updateStatistics(seg_node, ct_node)
     after = table_node.GetTable().GetValueByName(12, "Muscle_area_cm2").ToDouble()

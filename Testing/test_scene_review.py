@@ -7,7 +7,6 @@ import json
 
 import numpy as np
 import pytest
-import vtk
 
 slicer = pytest.importorskip("slicer", reason="slicer-core is part of the test requirements")
 
@@ -16,7 +15,8 @@ from PIL import Image  # noqa: E402
 from AdiposeSegLib.errors import AdiposeSegError  # noqa: E402
 from AdiposeSegLib.reading.image_io import read_ct  # noqa: E402
 from AdiposeSegLib.scene import SceneLogic, volume_node_from_image  # noqa: E402
-from AdiposeSegLib.tissues import LABELS, NAMES, SegmentOptions  # noqa: E402
+from AdiposeSegLib.tissues import NAMES, SegmentOptions  # noqa: E402
+from scene_helpers import paint  # noqa: E402
 
 
 @pytest.fixture
@@ -39,13 +39,7 @@ def _erase_muscle(logic, scene, volume, segmentation, input_slice):
     edited[input_slice][edited[input_slice] == 3] = 0
     r, c = edited.shape[1] // 2, edited.shape[2] // 2
     edited[input_slice, r - 10:r + 10, c - 25:c + 25] = 3   # 1,000 voxels of muscle instead
-    labelmap = volume_node_from_image(scene, logic.labelImage(segmentation, volume), "edit", "vtkMRMLLabelMapVolumeNode")
-    slicer.util.updateVolumeFromArray(labelmap, edited)
-    ids = vtk.vtkStringArray()
-    for label in LABELS:
-        ids.InsertNextValue(NAMES[label])
-    assert slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(labelmap, segmentation, ids)
-    scene.RemoveNode(labelmap)
+    paint(scene, logic, segmentation, volume, edited)
 
 
 def test_the_patient_gives_the_indices_and_they_follow_an_edit(reviewed, scene):

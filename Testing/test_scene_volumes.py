@@ -9,15 +9,15 @@ import time
 import numpy as np
 import pytest
 import SimpleITK as sitk
-import vtk
 
 slicer = pytest.importorskip("slicer", reason="slicer-core is part of the test requirements")
 
+from scene_helpers import paint  # noqa: E402
 from AdiposeSegLib.running.child_job import ChildRunError
 from AdiposeSegLib.errors import AdiposeSegError, Cancelled
 from AdiposeSegLib.reading.image_io import read_ct
 from AdiposeSegLib.scene import EditedSegmentationError, SceneLogic, volume_node_from_image
-from AdiposeSegLib.tissues import LABELS, NAMES, SegmentOptions
+from AdiposeSegLib.tissues import SegmentOptions
 
 
 @pytest.fixture
@@ -34,13 +34,7 @@ def two_cts(scene, image):
 
 
 def _import(scene, logic, seg_node, ct_node, labels):
-    lm = volume_node_from_image(scene, logic.labelImage(seg_node, ct_node), "edit", "vtkMRMLLabelMapVolumeNode")
-    slicer.util.updateVolumeFromArray(lm, labels)
-    ids = vtk.vtkStringArray()
-    for label in LABELS:
-        ids.InsertNextValue(NAMES[label])
-    assert slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(lm, seg_node, ids)
-    scene.RemoveNode(lm)
+    paint(scene, logic, seg_node, ct_node, labels)
 
 
 def test_each_volume_keeps_its_own_segmentation_and_table(logic, two_cts, tmp_path):
