@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..tissues import COLORS, NAMES, TERMINOLOGY
+from ..tissues import COLORS, LABELS, NAMES, TERMINOLOGY
 from .dicom_context import DicomContext, coded
 from .safe_write import atomic_path
 
@@ -79,9 +79,13 @@ def write_dicom_seg(array: np.ndarray, sources: list, out_path: str | os.PathLik
             display_color=hd.color.CIELabColor.from_rgb(*COLORS[label])))
         if modifier:   # where the fat lies tells it apart (tissues.TERMINOLOGY)
             descriptions[-1].SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence = [coded(modifier)]
-    kept = np.isin(array, context.labels)
+    pixels = np.asarray(array, dtype=np.uint8)
+    if set(context.labels) != set(LABELS):   # a tissue left out (--no-imat): cleared on a copy, in place
+        pixels = pixels.copy()
+        for label in set(LABELS) - set(context.labels):
+            pixels[pixels == label] = 0
     seg = hd.seg.Segmentation(
-        source_images=sources, pixel_array=np.where(kept, array, 0).astype(np.uint8),
+        source_images=sources, pixel_array=pixels,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=descriptions, series_instance_uid=context.uid(), series_number=context.series_number,
         sop_instance_uid=context.uid(), instance_number=1, manufacturer="AdiposeSeg",
