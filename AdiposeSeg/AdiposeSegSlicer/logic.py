@@ -241,8 +241,10 @@ class AdiposeSegLogic(ScriptedLoadableModuleLogic):
         editor.setSourceVolumeNode(volumeNode)
 
     def summaryText(self, tableNode, segmentationNode) -> str:
-        totals = dict(item.split("=") for item in (tableNode.GetAttribute("AdiposeSeg.Totals") or "").split(";") if "=" in item)
-        parts = [f"{name} {float(totals.get(f'{name}_volume_cm3', 'nan')):.1f} cm³" for name in ("SAT", "VAT", "Muscle")]
+        from AdiposeSegLib.scene.display import totals_of
+
+        totals = totals_of(tableNode)
+        parts = [f"{name} {totals.get(f'{name}_volume_cm3', float('nan')):.1f} cm³" for name in ("SAT", "VAT", "Muscle")]
         text = _("Done: ") + ", ".join(parts) + _(" (areas per slice in the table)")
         l3 = self._sceneLogicAnyModel().levelReports(segmentationNode).get("L3")
         if l3 and "SMA_cm2" in l3:

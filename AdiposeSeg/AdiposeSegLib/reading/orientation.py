@@ -33,7 +33,12 @@ def from_canonical(canonical: sitk.Image, reference: sitk.Image) -> sitk.Image:
 def axial_axis(image: sitk.Image) -> tuple[int, bool]:
     """The image's own index axis that its canonical axial slices run along (the one nearest to z),
     and whether it runs from the feet up; read from the geometry, without reorienting the volume."""
-    direction = np.array(image.GetDirection()).reshape(3, 3)
+    return axial_axis_of(np.array(image.GetDirection()).reshape(3, 3))
+
+
+def axial_axis_of(direction: np.ndarray) -> tuple[int, bool]:
+    """axial_axis from a 3x3 direction matrix (columns: the index axes) in LPS or RAS: both share the
+    superior row, so a volume node's IJK-to-RAS directions give the same answer as its image's."""
     axis = int(np.argmax(np.abs(direction[2])))
     return axis, bool(direction[2][axis] > 0)
 

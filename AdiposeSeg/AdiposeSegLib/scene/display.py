@@ -9,10 +9,20 @@ import slicer
 
 from ..errors import AdiposeSegError
 from ..measuring.statistics import SLICE_COLUMNS, Statistics
+from ..reading.orientation import axial_axis_of
 from ..tissues import COLORS, LABELS, NAMES
 from .tables import fill_table
 from .volumes import (FALSE_COLOUR_NAME, PLOTTED, PLOT_REFERENCE, PREVIOUS_DISPLAY_ATTRIBUTE, SOURCE_SEGMENTATION_REFERENCE, TABLE_REFERENCE)
 
+
+
+TOTALS_ATTRIBUTE = "AdiposeSeg.Totals"    # on the table node: name=value;... (volumes and mean HU over the slices)
+
+
+def totals_of(tableNode) -> dict[str, float]:
+    """The totals a table node was written with (TOTALS_ATTRIBUTE), {} for none."""
+    text = tableNode.GetAttribute(TOTALS_ATTRIBUTE) if tableNode is not None else None
+    return {key: float(value) for key, value in (item.split("=", 1) for item in (text or "").split(";") if "=" in item)}
 
 
 # (window, level) in HU: soft tissue (abdomen) -160..240, fat -250..50, bone -450..1050
@@ -26,7 +36,7 @@ class DisplayMixin:
         if tableNode is None:
             tableNode = self.scene.AddNewNodeByClass("vtkMRMLTableNode", f"{segmentationNode.GetName()} areas")
         fill_table(tableNode, SLICE_COLUMNS, stats.rows)
-        tableNode.SetAttribute("AdiposeSeg.Totals", ";".join(f"{k}={v:.4f}" for k, v in stats.totals.items()))
+        tableNode.SetAttribute(TOTALS_ATTRIBUTE, ";".join(f"{k}={v:.4f}" for k, v in stats.totals.items()))
         if stats.l3_row:
             tableNode.SetAttribute("AdiposeSeg.L3", ";".join(f"{k}={v}" for k, v in stats.l3_row.items()))
         segmentationNode.SetNodeReferenceID(TABLE_REFERENCE, tableNode.GetID())
@@ -144,26 +154,26 @@ class DisplayMixin:
         dims = volumeNode.GetImageData().GetDimensions() if volumeNode is not None and volumeNode.GetImageData() else None
         if dims is None or not all(0 <= ijk[a] < dims[a] for a in range(3)):
             return None
-        axis, upward = _axial_axis(volumeNode)
+        axis, upward = axial_axis_of(_directions(volumeNode))
         k = ijk[axis] if upward else dims[axis] - 1 - ijk[axis]
         hu = float(slicer.util.arrayFromVolume(volumeNode)[ijk[2], ijk[1], ijk[0]])
         return {"slice": int(k), "slices": int(dims[axis]), "ijk": [int(v) for v in ijk], "hu": hu}
 
     def viewSlices(self, volumeNode, sliceNodes) -> dict:
-        """Per slice view (Axial, Coronal, Sagittal: the RAS axis nearest its normal): the slice it shows and how many there are along its
-        normal; axial in the tables' numbering (from the feet), the others as the volume's own index."""
+        """Per slice view (Axial, Coronal, Sagittal: the RAS axis nearest its normal): the slice it shows
+        and how many there are along its normal; axial in the tables' numbering (from the feet), the
+        others as the volume's own index."""
         out = {}
         if volumeNode is None or volumeNode.GetImageData() is None:
             return out
         dims = volumeNode.GetImageData().GetDimensions()
-        axial, upward = _axial_axis(volumeNode)
-        directions = vtk.vtkMatrix4x4()
-        volumeNode.GetIJKToRASDirectionMatrix(directions)
+        directions = _directions(volumeNode)
+        axial, upward = axial_axis_of(directions)
         for node in sliceNodes:
             matrix = node.GetSliceToRAS()
             centre = [matrix.GetElement(i, 3) for i in range(3)]
             normal = np.array([matrix.GetElement(i, 2) for i in range(3)])
-            axis = int(np.argmax([abs(sum(directions.GetElement(r, a) * normal[r] for r in range(3))) for a in range(3)]))
+            axis = int(np.argmax(np.abs(normal @ directions)))   # the index axis nearest the view's normal
             index = _ijk(volumeNode, centre)[axis]
             if axis == axial and not upward:
                 index = dims[axis] - 1 - index
@@ -172,13 +182,11 @@ class DisplayMixin:
         return out
 
 
-def _axial_axis(volumeNode) -> tuple[int, bool]:
-    """As reading.orientation.axial_axis, from the node's geometry: the index axis nearest S, upward or not."""
-    directions = vtk.vtkMatrix4x4()
-    volumeNode.GetIJKToRASDirectionMatrix(directions)
-    row = [directions.GetElement(2, a) for a in range(3)]
-    axis = int(np.argmax(np.abs(row)))
-    return axis, bool(row[axis] > 0)
+def _directions(volumeNode) -> np.ndarray:
+    """The node's IJK-to-RAS directions as a 3x3 matrix (columns: the index axes)."""
+    matrix = vtk.vtkMatrix4x4()
+    volumeNode.GetIJKToRASDirectionMatrix(matrix)
+    return np.array([[matrix.GetElement(r, c) for c in range(3)] for r in range(3)])
 
 
 def _ijk(volumeNode, ras) -> list[int]:

@@ -214,14 +214,13 @@ class SceneLogic(SegmentsMixin, DisplayMixin, GroundTruthMixin, PatientMixin):
         segmentationNode, tableNode = self.resultsForVolume(volumeNode)
         self.checkBelongs(volumeNode, segmentationNode)
         table = tableNode.GetTable() if tableNode is not None else None
-        slices, z = (table.GetColumnByName("slice"), table.GetColumnByName("z_mm")) if table is not None else (None, None)
-        row = next((i for i in range(slices.GetNumberOfValues()) if int(slices.GetValue(i)) == int(sliceIndex)), None) \
-            if slices is not None and z is not None else None
-        if row is None:
+        z_of = {table.GetValueByName(i, "slice").ToInt(): table.GetValueByName(i, "z_mm").ToDouble()
+                for i in range(table.GetNumberOfRows())} if table is not None else {}
+        if int(sliceIndex) not in z_of:
             raise AdiposeSegError(f"slice {sliceIndex} is not in {volumeNode.GetName()}'s table")
         bounds = [0.0] * 6
         volumeNode.GetRASBounds(bounds)
-        ras = [(bounds[0] + bounds[1]) / 2, (bounds[2] + bounds[3]) / 2, float(z.GetValue(row))]
+        ras = [(bounds[0] + bounds[1]) / 2, (bounds[2] + bounds[3]) / 2, z_of[int(sliceIndex)]]
         slicer.vtkMRMLSliceNode.JumpAllSlices(self.scene, *ras, slicer.vtkMRMLSliceNode.CenteredJumpSlice)
         return ras
 

@@ -7,10 +7,10 @@ import datetime
 import json
 
 from ..reading.patients import checked_patient
+from .display import totals_of
 from .levels import PATIENT_ATTRIBUTE, level_reports, patient_of, refill_levels_table
 
 NOTES_ATTRIBUTE = "AdiposeSeg.Notes"       # JSON: the run's notes (quality flags in words)
-TOTALS_ATTRIBUTE = "AdiposeSeg.Totals"     # on the table node: name=value;...
 
 
 class PatientMixin:
@@ -33,12 +33,7 @@ class PatientMixin:
     def reportSummary(self, volumeNode, segmentationNode, caseId: str | None = None) -> dict:
         """The fields of summary.json the patient report is drawn from, for the result as it is now."""
         self.checkBelongs(volumeNode, segmentationNode)
-        table = self.resultsForVolume(volumeNode)[1]
-        totals = {}
-        for item in ((table.GetAttribute(TOTALS_ATTRIBUTE) or "") if table is not None else "").split(";"):
-            if "=" in item:
-                key, value = item.split("=", 1)
-                totals[key] = float(value)
+        totals = totals_of(self.resultsForVolume(volumeNode)[1])
         edited = self.isEdited(segmentationNode, volumeNode)
         notes = json.loads(segmentationNode.GetAttribute(NOTES_ATTRIBUTE) or "[]")
         if edited:
@@ -53,28 +48,29 @@ class PatientMixin:
                 "patient": patient_of(segmentationNode), "levels": level_reports(segmentationNode),
                 "totals": totals, "notes": notes}
 
-    def reportFiles(self, volumeNode, segmentationNode, caseId: str | None = None) -> tuple[bytes, bytes]:
-        """(PNG, PDF) bytes of the one-page report of the result as it is now."""
+    def _reportInputs(self, volumeNode, segmentationNode, caseId: str | None):
+        """The summary fields and the levels picture (a PIL image, or None) the report is drawn from."""
         import io
 
         from PIL import Image
 
-        from ..reporting.patient_report import report_bytes
-
         summary = self.reportSummary(volumeNode, segmentationNode, caseId)
         picture = self.levelsPicture(volumeNode, segmentationNode)
-        return report_bytes(summary, Image.open(io.BytesIO(picture)).convert("RGB") if picture else None)
+        return summary, Image.open(io.BytesIO(picture)).convert("RGB") if picture else None
+
+    def reportFiles(self, volumeNode, segmentationNode, caseId: str | None = None) -> tuple[bytes, bytes]:
+        """(PNG, PDF) bytes of the one-page report of the result as it is now."""
+        from ..reporting.patient_report import report_bytes
+
+        return report_bytes(*self._reportInputs(volumeNode, segmentationNode, caseId))
 
     def saveReport(self, volumeNode, segmentationNode, pngPath: str, caseId: str | None = None) -> list[str]:
         """Write the report as `pngPath` and the same name with .pdf (a file dialog asked before
         replacing); returns the two paths."""
         from pathlib import Path
 
-        from ..reporting.safe_write import atomic_path
+        from ..reporting.patient_report import write_report
 
-        png, pdf = self.reportFiles(volumeNode, segmentationNode, caseId)
-        paths = [Path(pngPath).with_suffix(".png"), Path(pngPath).with_suffix(".pdf")]
-        for path, data in zip(paths, (png, pdf)):
-            with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-                fh.write(data)
-        return [str(p) for p in paths]
+        png = Path(pngPath).with_suffix(".png")
+        written = write_report(png, png.with_suffix(".pdf"), *self._reportInputs(volumeNode, segmentationNode, caseId))
+        return [str(p) for p in written]
