@@ -130,22 +130,24 @@ def check_slices_consistent(values: np.ndarray, slice_axis: int, source: str = "
 CHUNK_SLICES = 32
 
 
+def _by_blocks(volume: np.ndarray, per_slice):
+    """per_slice(block) over CHUNK_SLICES slices at a time, joined along the slices: a mask of the whole
+    volume would be another copy of it (issue 27 C)."""
+    return np.concatenate([per_slice(volume[k:k + CHUNK_SLICES]) for k in range(0, volume.shape[0], CHUNK_SLICES)])
+
+
 def anatomy_flags(hu: np.ndarray, labels: np.ndarray, spacing, slice_indices: np.ndarray) -> tuple[dict, list[str]]:
     """Quality flags a reader of the numbers should know, from the analysed canonical slices: metal
     (streak artefacts), a body narrower than the adults the model was validated on."""
     flags: dict = {}
     notes: list[str] = []
-    # a block of slices at a time: a mask of the whole volume would be another copy of it (issue 27 C)
-    blocks = [slice(k, min(k + CHUNK_SLICES, hu.shape[0])) for k in range(0, hu.shape[0], CHUNK_SLICES)]
-    metal = np.flatnonzero(np.concatenate([(hu[b] >= METAL_HU).sum(axis=(1, 2)) for b in blocks] or [np.zeros(0, int)])
-                           >= METAL_MIN_VOXELS)
+    metal = np.flatnonzero(_by_blocks(hu, lambda block: (block >= METAL_HU).sum(axis=(1, 2))) >= METAL_MIN_VOXELS)
     if metal.size:
         first, last = int(slice_indices[metal[0]]), int(slice_indices[metal[-1]])
         flags["metal_artifact"] = {"slices": int(metal.size), "of": int(hu.shape[0]), "first_slice": first, "last_slice": last}
         notes.append(f"metal (>= {METAL_HU:.0f} HU) on {metal.size} of {hu.shape[0]} slices ({first}..{last}): streak "
                      "artefacts shift HU there, so fat and muscle areas on those slices are less reliable; check the overlay")
-    columns = np.concatenate([(labels[b] > 0).any(axis=1) for b in blocks] or [np.zeros((0, labels.shape[2]), bool)])
-    # (slices, cols): body tissue in that column
+    columns = _by_blocks(labels, lambda block: (block > 0).any(axis=1))   # (slices, cols): body tissue in that column
     has = columns.any(axis=1)
     if has.any():
         left = columns.argmax(axis=1)

@@ -56,6 +56,11 @@ OPTIONAL_FIELDS = {"overlay": "_overlay.png", "levels": "_levels.png", "report":
                    "report_pdf": "_report.pdf", "dicom_seg": "_seg.dcm", "dicom_sr": "_sr.dcm"}
 
 
+def _failed(what: str, exc: BaseException) -> dict:
+    """An optional output that could not be written, as the summary's optional_outputs_failed lists it."""
+    return {"output": what, "kind": "failed", "reason": f"{exc.__class__.__name__}: {exc}"[:300]}
+
+
 def _drop_optional(staged: dict, stage: Path, case_id: str, files: OutputFiles, summary: dict, failures: list) -> bool:
     """The disk filled up before the summary: free the optional outputs so the measurements are written,
     and say which were dropped. False when there was nothing to drop."""
@@ -130,7 +135,7 @@ def write_results(
             try:
                 path = write()
             except Exception as exc:
-                failures.append({"output": what, "kind": "failed", "reason": f"{exc.__class__.__name__}: {exc}"[:300]})
+                failures.append(_failed(what, exc))
                 return
             if path:
                 staged[name] = path
@@ -180,15 +185,11 @@ def write_results(
                 failures += more_failures
         dicom_notes += [f"no {f['output']} written: {f['reason']}" for f in failures
                         if f["output"] in ("overlay figure", "levels figure")]
-        report_names = (f"{case_id}_report.png", f"{case_id}_report.pdf")
         files = OutputFiles(segmentation=out / f"{case_id}.seg.nrrd", statistics=out / f"{case_id}_slices.csv",
                             summary=out / f"{case_id}_summary.json",
-                            overlay=out / f"{case_id}_overlay.png" if f"{case_id}_overlay.png" in staged else None,
                             labelmap=out / f"{case_id}_labels.{labelmap_format}" if labelmap_format else None,
-                            dicom_seg=out / f"{case_id}_seg.dcm" if f"{case_id}_seg.dcm" in staged else None,
-                            dicom_sr=out / f"{case_id}_sr.dcm" if f"{case_id}_sr.dcm" in staged else None,
-                            levels=out / f"{case_id}_levels.png" if f"{case_id}_levels.png" in staged else None,
-                            report=out / report_names[0], report_pdf=out / report_names[1])
+                            **{field: out / f"{case_id}{suffix}" for field, suffix in OPTIONAL_FIELDS.items()
+                               if f"{case_id}{suffix}" in staged})
         stats = result.statistics
         summary = {
             "case_id": case_id,
@@ -215,16 +216,18 @@ def write_results(
         summary["levels"] = {name: level_report(measures, patient, with_flags=name == "L3")
                              for name, measures in result.levels.items()}
         summary.update(extra)
-        try:
+        try:   # drawn from the summary, so written after it is complete (and before it is saved)
             from .patient_report import write_report
 
-            write_report(stage / report_names[0], stage / report_names[1], summary, sheet[0] if sheet else None)
-            staged.update({name: stage / name for name in report_names})
-        except Exception as exc:   # the report is optional: the measurements are written all the same
-            failures.append({"output": "patient report", "kind": "failed", "reason": f"{exc.__class__.__name__}: {exc}"[:300]})
-            summary["notes"].append(f"no patient report written: {failures[-1]['reason']}")
-            files.report = files.report_pdf = None
+            names = {field: f"{case_id}{OPTIONAL_FIELDS[field]}" for field in ("report", "report_pdf")}
+            write_report(stage / names["report"], stage / names["report_pdf"], summary, sheet[0] if sheet else None)
+            for field, name in names.items():
+                staged[name] = stage / name
+                setattr(files, field, out / name)
             summary["files"] = files.as_dict()
+        except Exception as exc:   # the report is optional: the measurements are written all the same
+            failures.append(_failed("patient report", exc))
+            summary["notes"].append(f"no patient report written: {failures[-1]['reason']}")
         try:
             staged[f"{case_id}_summary.json"] = write_summary_json(summary, stage / f"{case_id}_summary.json")
         except OutputError as exc:

@@ -20,7 +20,8 @@ from typing import Callable
 from ..reporting.aggregate import aggregate, summary_csv_text
 from ..reading.discover import find_inputs  # noqa: F401  (part of the batch API)
 from ..errors import AdiposeSegError, Cancelled
-from .identity import case_id_in, case_ids, legacy_case_ids, check_unchanged, file_states, input_files, input_identity, run_key
+from .identity import (case_id_in, case_ids, check_unchanged, file_states, input_files, input_identity,
+                       legacy_case_ids, run_key)
 from .output_lock import output_lock
 from ..reading.dicom import dicom_files, seg_sources
 from ..reading.image_io import read_ct
