@@ -121,6 +121,27 @@ def test_generated_transitional_spine_is_flagged_not_trusted():
     assert all(level["confidence"] == "low" for level in report.levels.values())
 
 
+@pytest.mark.parametrize("ribs, longest", [(("T10", "T11", "T12", "L1"), "L2"), (("T10", "T11"), "L4")])
+def test_one_anchor_off_by_one_is_caught_by_the_transverse_processes(ribs, longest):
+    """13 or 11 rib pairs with the sacrum out of view: counting from the last rib alone names the wrong vertebra
+    L3 (before the transverse processes were looked at, with medium confidence and measured). L3's processes
+    are the longest, so the vertebra named L3 is not the one with the longest: low, with the reason."""
+    image, truth = generate(Spine(rib_pairs_on=ribs, seed=11), ("T10", "L5"))
+    report = detect_levels(image)
+    assert report.anchor == "last rib" and report.confidence == "low", report.notes
+    assert abs(report.levels["L3"]["mid_k"] - sum(truth["L3"]) / 2) > 5     # the count is indeed off by one
+    assert report.anchors["transverse_processes"]["longest_at"] == longest
+    assert "transverse processes are longest at " + longest in report.notes[-1]
+
+
+def test_the_transverse_processes_name_l3_when_no_other_anchor_is_in_view():
+    image, truth = generate(Spine(seed=3), ("L1", "L5"))
+    report = detect_levels(image)
+    assert (report.anchor, report.confidence) == ("transverse processes", "low"), report.notes
+    assert abs(report.levels["L3"]["mid_k"] - sum(truth["L3"]) / 2) <= TOLERANCE
+    assert report.anchors["transverse_processes"]["longest_at"] == "L3"
+
+
 def test_thick_slices_and_short_scans_are_refused():
     image, _ = generate(Spine(spacing=(1.5, 1.5, 5.0), seed=4))
     report = detect_levels(image)

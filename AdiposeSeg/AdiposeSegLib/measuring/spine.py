@@ -14,6 +14,7 @@ from scipy import ndimage
 BONE_HU = 180.0          # cortical bone and dense trabecular bone
 COLUMN_HU = 60.0         # vertebral bodies and discs stand above muscle/CSF in the mid-sagittal slab
 BODY_DEPTH_MM = (12.0, 65.0)   # antero-posterior depth of a vertebral body or disc
+BODY_CENTRE_DEPTH_MM = 52.0   # the centre is taken within this depth in front of the body's posterior wall
 CANAL_MM = (4.0, 30.0)   # the spinal canal lies this far behind the body's posterior wall
 STEP_MM = 1.0            # sampling step along the centre line
 BRIDGE_GAP_MM = 25.0     # longest_chain: gaps up to this long are bridged ...
@@ -47,10 +48,12 @@ def spine_axis_x(hu: np.ndarray, spacing: tuple[float, float, float]) -> np.ndar
         bone = hu[k] > BONE_HU
         for _ in range(2):
             lo, hi = max(0, int(c - half)), min(hu.shape[2], int(c + half) + 1)
-            _, cols = np.nonzero(bone[:, lo:hi])
+            rows, cols = np.nonzero(bone[:, lo:hi])
             if cols.size < 5:
                 break
-            c = lo + cols.mean()
+            # the back half of that bone (the arch: pedicles, laminae, spinous process) is symmetric about the
+            # midline; a contrast-filled aorta in front of the body, beside the midline, is not in it
+            c = lo + cols[rows >= np.median(rows)].mean()
         axis[k] = c
     good = ~np.isnan(axis)
     if not good.any():
@@ -84,8 +87,11 @@ def _candidates(row: np.ndarray, sy: float) -> list[tuple[float, float, float]]:
             continue
         # the posterior arch: another dense run a canal's width behind (a spinous process has none)
         arch = any(CANAL_MM[0] <= (s2 - stop) * sy <= CANAL_MM[1] and (e2 - s2) * sy >= 3.0 for s2, e2 in runs[n + 1:])
-        score = min(float(row[start:stop].mean()), 300.0) / 100.0 + (2.0 if arch else 0.0)
-        out.append(((start + stop - 1) / 2.0, depth, score))
+        # the centre from the posterior wall, which the canal keeps sharp: a contrast-filled aorta lying on
+        # the body's front merges into the run at coarse voxels and would pull a run's middle off the body
+        front = max(start, stop - int(round(BODY_CENTRE_DEPTH_MM / sy)))
+        score = min(float(row[front:stop].mean()), 300.0) / 100.0 + (2.0 if arch else 0.0)
+        out.append(((front + stop - 1) / 2.0, depth, score))
     return out
 
 

@@ -12,7 +12,9 @@ Method (rules on the bone, no trained model):
    ilia (>= 60 mm to each side); above it (L5 and its transverse processes) it does not.
 Both anchors in view and agreeing: confidence high. One: medium. They disagree (11 or 13 rib
 pairs, a lumbosacral transitional vertebra, a missed disc): the sacrum wins and confidence is low.
-Neither: no level is named.
+Checks and weak anchors (`transverse_processes.py`, the iliac crests): a count whose L3 does not have
+the longest transverse processes, or whose crests are not at L4/L5, is low; with neither sacrum nor
+last rib the crests, else the transverse processes, name the levels with low confidence.
 
 Positions here are canonical slices (k counted from the inferior end: the `slice` column of the
 per-slice table); `level_measures` adds the input file's own index and the indices at each level.
@@ -26,6 +28,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from ..reading.image_views import writable_view
+from . import transverse_processes
 from .spine import SpineColumn, find_column, find_discs
 
 ORDER = ("S1", "L5", "L4", "L3", "L2", "L1", "T12", "T11", "T10")  # bottom -> top
@@ -251,6 +254,37 @@ def _check_crest(names: dict, segments, crest_index: int, crest: float, report: 
                         "says they should: an anchor may be wrong; check the levels (and give L3 by hand)")
 
 
+def _name_from_processes(segments, reaches: dict, notes: list) -> tuple[dict, str, str]:
+    """No sacrum, last rib or crest in view: the vertebra with the longest transverse processes, with a
+    complete vertebra above and below it, is taken as L3; low confidence (shown, never measured)."""
+    index = transverse_processes.longest(reaches)
+    if index is None or reaches.get(index - 1) is None or reaches.get(index + 1) is None:
+        return {}, "none", "none"
+    base = index - 3
+    notes[:] = [n for n in notes if not n.endswith("vertebral levels are not named")]
+    notes.append("neither the sacrum, a last rib nor the iliac crests are in view: levels are named from the "
+                 "transverse processes (L3's are the longest in most adults, L2's or L4's in some), with low "
+                 "confidence; confirm L3 and set it by hand")
+    names = {i: ORDER[i - base] for i in range(len(segments)) if 0 <= i - base < len(ORDER)}
+    return names, "transverse processes", "low"
+
+
+def _check_processes(names: dict, reaches: dict, report: LevelReport) -> int | None:
+    """Where one vertebra of L1..L4 has clearly the longest transverse processes and it is not the one named
+    L3, a count from one anchor may be one off: its confidence falls to low. Returns that vertebra's index."""
+    lumbar = {index: r for index, r in reaches.items() if names.get(index) in ("L1", "L2", "L3", "L4")} \
+        if names else reaches
+    index = transverse_processes.longest(lumbar)
+    if index is None or not names or names.get(index) == "L3":
+        return index
+    if report.confidence == "medium":
+        report.confidence = "low"
+        report.notes.append(f"the transverse processes are longest at {names[index]}, not at L3 as they are in most "
+                            f"adults: the count from the {report.anchor} may be one off; check the levels (and give L3 "
+                            "by hand)")
+    return index
+
+
 def _check_heights(segments, names: dict, typical: float | None, report: LevelReport) -> None:
     """Counting is only as good as the discs: a vertebra between the anchor and L3 much taller or shorter
     than the others means a missed or a false disc, so every name above or below it may be one off."""
@@ -324,6 +358,12 @@ def detect_levels(canonical: sitk.Image) -> LevelReport:
         names, report.anchor, report.confidence = _name_from_crest(segments, crest_index, crest, report.notes)
     elif names and crest_index is not None:
         _check_crest(names, segments, crest_index, crest, report)
+    tp_bone = _bone(hu, transverse_processes.CORE_HU, transverse_processes.RIM_HU)
+    reaches = {index: transverse_processes.reach_mm(tp_bone, column, spacing, low, high)
+               for index, (low, high, complete) in enumerate(segments) if complete and index != (l5_index or 0) - 1}
+    if not names:
+        names, report.anchor, report.confidence = _name_from_processes(segments, reaches, report.notes)
+    tp_index = _check_processes(names, reaches, report)
     heights = [high - low for low, high, complete in segments if complete]
     typical = float(np.median(heights)) if heights else None
     _check_heights(segments, names, typical, report)
@@ -333,6 +373,12 @@ def detect_levels(canonical: sitk.Image) -> LevelReport:
                                                      if l5_index is not None else {}),
         "last_rib": {"found": t12_index is not None, "rib_heads_slices": sorted(round(to_k(h), 1) for h in heads)},
         "iliac_crest": {"found": crest is not None} | ({"top_slice": round(to_k(crest), 1)} if crest is not None else {}),
+        "transverse_processes": {"found": tp_index is not None,
+                                 "reach_mm": {names.get(index, f"slices {to_k(segments[index][0]):.0f}-"
+                                                                 f"{to_k(segments[index][1]):.0f}"): round(r, 1)
+                                              for index, r in reaches.items() if r is not None}}
+        | ({"longest_at": names.get(tp_index, f"slice {to_k(sum(segments[tp_index][:2]) / 2):.0f}")}
+           if tp_index is not None else {}),
         "used": report.anchor, "confidence": report.confidence}
     report.discs_mm = [round(float(_z_mm(work, np.interp(s, column.s_mm, column.k_of_s))), 2) for s in discs]
     for index, name in names.items():
