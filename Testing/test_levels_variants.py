@@ -1,5 +1,6 @@
 """Vertebral levels on variants of the real example CT (issue 23): z-crops with and without the sacrum
-and the last rib, fine pixels and thin slices, HU clipped at 1023, and a portal-venous-like contrast
+and the last rib, fine pixels and thin slices, HU clipped at 1023, fields of view cutting the flanks or
+the back, and a portal-venous-like contrast
 (an aorta in front of the column, liver and spleen enhanced to ~130 HU: what hid the ribs and moved the
 column before). The promise checked on each: a level named with medium or high confidence is the right
 one; where the method cannot tell, it says low (never measured) or names nothing."""
@@ -56,6 +57,21 @@ def _contrast(image, liver_from_k, aorta_front_mm=30.0):
     return out
 
 
+def _field_of_view(image, diameter_mm, forward_mm=0.0):
+    """A reconstruction circle of diameter_mm centred forward_mm in front of the spine: what lies outside it
+    (the flanks, or the back) is -1024 HU, as a scanner pads it."""
+    a = sitk.GetArrayFromImage(image)
+    sp = image.GetSpacing()
+    column = find_column(a.astype(np.float32), sp)
+    yy, xx = np.mgrid[:a.shape[1], :a.shape[2]]
+    outside = np.hypot((yy - np.nanmedian(column.centre_j)) * sp[1] + forward_mm,
+                       (xx - np.nanmedian(column.axis_x)) * sp[0]) > diameter_mm / 2
+    a[:, outside] = -1024
+    out = sitk.GetImageFromArray(a)
+    out.CopyInformation(image)
+    return out
+
+
 VARIANTS = {
     "3 mm": lambda image, first: image,
     "0.7 mm pixels, 1.6 mm slices": lambda image, first: _fine(image),
@@ -63,6 +79,8 @@ VARIANTS = {
     "portal-venous contrast": lambda image, first: _contrast(image, 80 - first),
     "contrast, fine": lambda image, first: _fine(_contrast(image, 80 - first)),
     "aorta on the body, fine": lambda image, first: _fine(_contrast(image, 80 - first, aorta_front_mm=27.0)),
+    "field of view 250 mm (flanks cut), fine": lambda image, first: _fine(_field_of_view(image, 250.0)),
+    "field of view 300 mm, 80 mm forward (back cut)": lambda image, first: _field_of_view(image, 300.0, 80.0),
 }
 CROPS = [(0, 112), (30, 105), (44, 112), (50, 112), (55, 112), (60, 112), (44, 100)]
 
@@ -95,6 +113,7 @@ def test_the_iliac_crests_name_l3_when_neither_sacrum_nor_last_rib_is_in_view(ct
     assert report.anchor == "iliac crest" and report.confidence == "low"     # shown, never measured
     assert abs(report.levels["L3"]["mid_k"] + 44 - L3_MIDDLE) <= TOLERANCE
     assert report.anchors["iliac_crest"]["found"] and "iliac crests" in report.notes[0]
+    assert report.anchors["transverse_processes"]["longest_at"] == "L3" and "they agree" in report.notes[-1]
 
 
 def test_each_anchor_is_reported(ct):

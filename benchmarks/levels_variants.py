@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/levels_variants.py
 
 The variants and crops are those of Testing/test_levels_variants.py (z-crops, fine pixels and thin
-slices, HU clipped at 1023, portal-venous-like contrast). L3 offset: the middle slice found minus
+slices, HU clipped at 1023, portal-venous-like contrast, an aorta lying on the body, fields of view
+cutting the flanks or the back). L3 offset: the middle slice found minus
 TotalSegmentator's L3 body middle, in 3 mm slices (a vertebra is about 10 slices tall).
 """
 from __future__ import annotations
@@ -26,8 +27,8 @@ from test_levels_variants import CROPS, L3_MIDDLE, VARIANTS  # noqa: E402
 def main() -> int:
     ct = to_canonical(sitk.ReadImage(str(ROOT.parent / "shared" / "data" / "real-ct" / "totalsegmentator-example"
                                          / "example_ct.nii.gz")))
-    print("| slices | variant | anchor | confidence | L3 offset | sacrum | last rib | crest top | s |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| slices | variant | anchor | confidence | L3 offset | sacrum | last rib | crest top | longest processes | s |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for first, last in CROPS:
         for name, make in VARIANTS.items():
             image = make(ct[:, :, first:last], first)
@@ -42,7 +43,8 @@ def main() -> int:
             print(f"| {first}..{last - 1} | {name} | {report.anchor} | {report.confidence} | {offset} | "
                   f"{'yes' if (a.get('sacrum') or {}).get('found') else 'no'} | "
                   f"{'yes' if (a.get('last_rib') or {}).get('found') else 'no'} | "
-                  f"{'-' if crest is None else f'{crest * scale + first:.0f}'} | {seconds:.2f} |")
+                  f"{'-' if crest is None else f'{crest * scale + first:.0f}'} | "
+                  f"{(a.get('transverse_processes') or {}).get('longest_at', '-')} | {seconds:.2f} |")
     return 0
 
 

@@ -275,6 +275,9 @@ def _check_processes(names: dict, reaches: dict, report: LevelReport) -> int | N
     lumbar = {index: r for index, r in reaches.items() if names.get(index) in ("L1", "L2", "L3", "L4")} \
         if names else reaches
     index = transverse_processes.longest(lumbar)
+    if index is not None and names.get(index) == "L3" and report.anchor == "iliac crest":
+        # two weak anchors agreeing: still not measured without a look (either is off in some adults)
+        report.notes.append("the transverse processes are longest at the vertebra the crests name L3: they agree")
     if index is None or not names or names.get(index) == "L3":
         return index
     if report.confidence == "medium":
