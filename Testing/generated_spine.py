@@ -21,6 +21,8 @@ class Spine:
     lumbar: int = 5
     rib_pairs_on: tuple = ("T10", "T11", "T12")   # which thoracic vertebrae carry ribs
     lordosis_mm: float = 12.0       # forward bulge of the lumbar column
+    scoliosis_mm: float = 0.0       # sideways bulge of the lumbar column (a single curve)
+    short_ribs: tuple = ()          # vertebrae whose ribs end 60 mm from the midline (a short floating 12th rib)
     trabecular_hu: float = 170.0
     disc_hu: float = 85.0
     spacing: tuple = (1.5, 1.5, 2.5)   # x, y, z mm
@@ -68,6 +70,9 @@ def generate(spine: Spine, fov: tuple[str, str] | None = None):
     def body_y(zmm):  # the body centre moves forward (negative y) in the lordotic lumbar region
         return 30.0 - spine.lordosis_mm * np.cos(np.clip((zmm - lumbar_mid) / span * np.pi, -np.pi / 2, np.pi / 2))
 
+    def lateral(zmm):  # scoliosis: the column swings to one side and back over the lumbar spine
+        return spine.scoliosis_mm * np.sin(np.clip((zmm - lumbar_mid) / span * np.pi + np.pi / 2, 0.0, np.pi))
+
     body = ((x_mm / 150.0) ** 2 + (y_mm / 115.0) ** 2) <= 1.0
     for k in range(nz):
         zmm = kz[k]
@@ -75,9 +80,10 @@ def generate(spine: Spine, fov: tuple[str, str] | None = None):
         sl[body] = 40.0
         sl[body & (((x_mm / 150.0) ** 2 + (y_mm / 115.0) ** 2) > 0.8)] = -100.0   # subcutaneous fat
         cy = body_y(zmm)
+        xs = x_mm - lateral(zmm)     # the spine's own left-right position (scoliosis)
         vertebra = next((n for n, (a, b) in bodies.items() if a <= zmm <= b), None)
         disc = next((n for n, (a, b) in bodies.items() if a - discs[n] <= zmm < a), None)
-        ell = ((x_mm / 22.0) ** 2 + ((y_mm - cy) / 16.0) ** 2)
+        ell = ((xs / 22.0) ** 2 + ((y_mm - cy) / 16.0) ** 2)
         if vertebra:
             a, b = bodies[vertebra]
             endplate = min(zmm - a, b - zmm) < 1.5
@@ -87,34 +93,34 @@ def generate(spine: Spine, fov: tuple[str, str] | None = None):
             sl[ell <= 1.0] = spine.disc_hu
         if zmm >= sacrum_mm - 5 or vertebra or disc:
             canal_y = cy + 16.0 + 10.0
-            canal = (x_mm ** 2 + (y_mm - canal_y) ** 2) <= 9.0 ** 2
-            arch = ((x_mm ** 2 + (y_mm - canal_y) ** 2) <= 14.0 ** 2) & ~canal & (y_mm > cy + 12)
+            canal = (xs ** 2 + (y_mm - canal_y) ** 2) <= 9.0 ** 2
+            arch = ((xs ** 2 + (y_mm - canal_y) ** 2) <= 14.0 ** 2) & ~canal & (y_mm > cy + 12)
             if vertebra or zmm < sacrum_mm:
                 sl[arch] = 300.0
                 if vertebra and zmm - bodies[vertebra][0] < 0.7 * heights[vertebra]:
-                    sl[(np.abs(x_mm) < 4) & (y_mm > canal_y) & (y_mm < canal_y + 45)] = 300.0   # spinous process
+                    sl[(np.abs(xs) < 4) & (y_mm > canal_y) & (y_mm < canal_y + 45)] = 300.0   # spinous process
             sl[canal] = 10.0
         if vertebra and vertebra.startswith("L"):
             a, b = bodies[vertebra]
             if abs(zmm - (a + b) / 2) < 5.0:
                 reach = 52.0 if vertebra == "L3" else 45.0
-                sl[(np.abs(x_mm) > 15) & (np.abs(x_mm) < reach) & (np.abs(y_mm - (cy + 22)) < 4)] = 300.0
+                sl[(np.abs(xs) > 15) & (np.abs(xs) < reach) & (np.abs(y_mm - (cy + 22)) < 4)] = 300.0
         if zmm < sacrum_mm:   # sacrum: fused bodies curving back, alae to 55 mm, the ilia beside them
             depth = (sacrum_mm - zmm) / sacrum_mm
             sy_c = cy + 45 * depth ** 1.5
-            alae = ((x_mm / (55.0 - 25 * depth)) ** 2 + ((y_mm - sy_c - 8) / 14.0) ** 2) <= 1.0
+            alae = ((xs / (55.0 - 25 * depth)) ** 2 + ((y_mm - sy_c - 8) / 14.0) ** 2) <= 1.0
             sl[alae] = 190.0
-            fused = (x_mm / 22.0) ** 2 + ((y_mm - sy_c) / 16.0) ** 2
+            fused = (xs / 22.0) ** 2 + ((y_mm - sy_c) / 16.0) ** 2
             sl[fused <= 1.0] = spine.trabecular_hu + 20
             sl[(fused <= 1.0) & (fused > 0.8)] = 350.0
-            sl[(x_mm ** 2 + (y_mm - sy_c - 26) ** 2) <= 8.0 ** 2] = 10.0   # sacral canal
+            sl[(xs ** 2 + (y_mm - sy_c - 26) ** 2) <= 8.0 ** 2] = 10.0   # sacral canal
         if zmm < ILIAC_CREST_TOP_MM:   # the iliac wings, beside the sacrum and up beside L5 to their crests
             depth = max(0.0, (sacrum_mm - zmm) / sacrum_mm)
             sy_c = cy + 45 * depth ** 1.5
             for side in (-1, 1):
-                crest = 95.0 + 0.35 * (np.abs(x_mm) - 57.0)   # the crest rises laterally, to about the L4-L5 disc
+                crest = 95.0 + 0.35 * (np.abs(xs) - 57.0)   # the crest rises laterally, to about the L4-L5 disc
                 edge = 55.0 - 25 * depth + 2.0
-                ilium = ((side * x_mm) > edge) & ((side * x_mm) < 135) & (np.abs(y_mm - (sy_c + 8 - 0.3 * (np.abs(x_mm) - edge))) < 6) \
+                ilium = ((side * xs) > edge) & ((side * xs) < 135) & (np.abs(y_mm - (sy_c + 8 - 0.3 * (np.abs(xs) - edge))) < 6) \
                     & (zmm < crest)   # the sacroiliac joint: a 2 mm gap beside the ala
                 sl[ilium] = 250.0
     # ribs: from the head beside the body, out and round, falling 30 mm
@@ -123,10 +129,10 @@ def generate(spine: Spine, fov: tuple[str, str] | None = None):
             continue
         a, b = bodies[name]
         head_z = b - 5.0
-        for t in np.linspace(0.0, 1.0, 400):
+        for t in np.linspace(0.0, 0.2 if name in spine.short_ribs else 1.0, 400):   # a short rib: 60 mm
             angle = t * 1.9
             for side in (-1, 1):
-                px = side * (25.0 + 95.0 * np.sin(angle))
+                px = side * (25.0 + 95.0 * np.sin(angle)) + lateral(head_z - 30.0 * t)
                 py = body_y(head_z) + 25.0 - 80.0 * (1 - np.cos(angle)) * 0.8
                 pz = head_z - 30.0 * t
                 k0 = int(pz / sz)

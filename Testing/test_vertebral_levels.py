@@ -142,6 +142,35 @@ def test_the_transverse_processes_name_l3_when_no_other_anchor_is_in_view():
     assert report.anchors["transverse_processes"]["longest_at"] == "L3"
 
 
+def test_a_short_floating_12th_rib_is_not_trusted():
+    """A 12th rib ending 60 mm from the midline is taken for a transverse process, so T11 looks like the last
+    rib-bearing vertebra: with the sacrum in view the anchors disagree (L3 counted from the sacrum, low); with
+    the sacrum out of view the count from the rib is one off and the transverse processes say so (low)."""
+    image, truth = generate(Spine(short_ribs=("T12",), seed=21))
+    report = detect_levels(image)
+    assert (report.anchor, report.confidence) == ("sacrum", "low") and "disagree" in report.notes[0]
+    assert abs(report.levels["L3"]["mid_k"] - sum(truth["L3"]) / 2) <= TOLERANCE
+    image, truth = generate(Spine(short_ribs=("T12",), seed=21), ("T10", "L5"))
+    report = detect_levels(image)
+    assert (report.anchor, report.confidence) == ("last rib", "low")
+    assert "transverse processes are longest at L4" in report.notes[-1]
+
+
+@pytest.mark.parametrize("curve_mm", [15, 25, 35])
+def test_scoliosis(curve_mm):
+    """A lumbar curve swinging the column sideways (15 mm: mild; 25 mm: the sacrum's spread is no longer
+    seen, the last rib counts; 35 mm: the column leaves the midline window and is lost above L5): a named
+    L3 lies in the L3 body, and a curve that cannot be followed names no trusted L3."""
+    image, truth = generate(Spine(scoliosis_mm=curve_mm, seed=20))
+    report = detect_levels(image)
+    l3 = report.levels.get("L3")
+    if curve_mm <= 25:
+        assert report.confidence in ("high", "medium") and l3 is not None, report.notes
+        assert abs(l3["mid_k"] - sum(truth["L3"]) / 2) <= TOLERANCE
+    else:
+        assert l3 is None or l3["confidence"] == "low"
+
+
 def test_thick_slices_and_short_scans_are_refused():
     image, _ = generate(Spine(spacing=(1.5, 1.5, 5.0), seed=4))
     report = detect_levels(image)
