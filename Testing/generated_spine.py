@@ -22,6 +22,8 @@ class Spine:
     rib_pairs_on: tuple = ("T10", "T11", "T12")   # which thoracic vertebrae carry ribs
     lordosis_mm: float = 12.0       # forward bulge of the lumbar column
     scoliosis_mm: float = 0.0       # sideways bulge of the lumbar column (a single curve)
+    collapsed: tuple = ()           # vertebrae at half their height
+    fused_below: tuple = ()         # vertebrae fused to the one below (the disc under them bone)
     short_ribs: tuple = ()          # vertebrae whose ribs end 60 mm from the midline (a short floating 12th rib)
     trabecular_hu: float = 170.0
     disc_hu: float = 85.0
@@ -50,6 +52,8 @@ def generate(spine: Spine, fov: tuple[str, str] | None = None):
     names = _names(spine)
     heights = {n: (22.0 if n.startswith("T") else 28.0) + rng.uniform(-1.5, 1.5) for n in names}
     discs = {n: (6.0 if n.startswith("T") else 10.0) + rng.uniform(-1.0, 1.0) for n in names}
+    for n in spine.collapsed:
+        heights[n] *= 0.5          # a wedge or crush fracture: half its height
     # z (mm) from the bottom: sacrum 90 mm, then L5 upwards
     sacrum_mm = 90.0
     z = sacrum_mm
@@ -90,7 +94,7 @@ def generate(spine: Spine, fov: tuple[str, str] | None = None):
             sl[ell <= 1.0] = 350.0 if endplate else spine.trabecular_hu
             sl[(ell <= 1.0) & (ell > 0.8)] = 350.0
         elif disc:
-            sl[ell <= 1.0] = spine.disc_hu
+            sl[ell <= 1.0] = spine.trabecular_hu if disc in spine.fused_below else spine.disc_hu
         if zmm >= sacrum_mm - 5 or vertebra or disc:
             canal_y = cy + 16.0 + 10.0
             canal = (xs ** 2 + (y_mm - canal_y) ** 2) <= 9.0 ** 2

@@ -156,6 +156,24 @@ def test_a_short_floating_12th_rib_is_not_trusted():
     assert "transverse processes are longest at L4" in report.notes[-1]
 
 
+@pytest.mark.parametrize("anatomy", [{"collapsed": ("L1",)}, {"collapsed": ("L2",)}, {"fused_below": ("L2",)},
+                                     {"fused_below": ("L4",)}])
+@pytest.mark.parametrize("fov", [None, ("T10", "L5"), ("L1", "S")])
+def test_collapsed_and_fused_vertebrae(anatomy, fov):
+    """A vertebra crushed to half its height, or two fused (the disc between them bone): a trusted L3 lies in
+    the L3 body. Measured: collapsed L1 or L2 and fused L4-L5 keep every count right (L3 within 0.2
+    slices); L2 fused to L3 makes one tall block, low where both anchors see it (the heights check), and
+    with the sacrum alone L3 is taken at the block's lower part, 4 slices (10 mm) above its middle."""
+    image, truth = generate(Spine(seed=22, **anatomy), fov)
+    report = detect_levels(image)
+    l3 = report.levels.get("L3")
+    assert l3 is not None, report.notes
+    if l3["confidence"] in ("high", "medium"):
+        assert truth["L3"][0] <= l3["mid_k"] <= truth["L3"][1], (report.anchor, l3, truth["L3"])
+    if "fused_below" in anatomy and anatomy["fused_below"] == ("L2",) and fov != ("L1", "S"):
+        assert report.confidence == "low"
+
+
 @pytest.mark.parametrize("curve_mm", [15, 25, 35])
 def test_scoliosis(curve_mm):
     """A lumbar curve swinging the column sideways (15 mm: mild; 25 mm: the sacrum's spread is no longer
