@@ -31,7 +31,7 @@ def reach_mm(bone: np.ndarray, column: SpineColumn, spacing, k_low: float, k_hig
         cj, ci = int(round(column.centre_j[k])), int(round(column.axis_x[k]))
         seed = labels[cj:cj + int(ARCH_DEPTH_MM / sy), max(0, ci - 1):ci + 2]
         arch = np.isin(labels, seed[seed > 0]) & (np.arange(bone.shape[1])[:, None] >= column.centre_j[k])
-        rows, cols = np.nonzero(arch)
+        _, cols = np.nonzero(arch)
         if cols.size == 0:
             continue
         side = (cols - column.axis_x[k]) * sx

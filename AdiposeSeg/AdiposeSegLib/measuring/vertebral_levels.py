@@ -362,8 +362,9 @@ def detect_levels(canonical: sitk.Image) -> LevelReport:
     elif names and crest_index is not None:
         _check_crest(names, segments, crest_index, crest, report)
     tp_bone = _bone(hu, transverse_processes.CORE_HU, transverse_processes.RIM_HU)
+    s1_index = l5_index - 1 if l5_index is not None else None    # the sacrum's alae are no transverse processes
     reaches = {index: transverse_processes.reach_mm(tp_bone, column, spacing, low, high)
-               for index, (low, high, complete) in enumerate(segments) if complete and index != (l5_index or 0) - 1}
+               for index, (low, high, complete) in enumerate(segments) if complete and index != s1_index}
     if not names:
         names, report.anchor, report.confidence = _name_from_processes(segments, reaches, report.notes)
     tp_index = _check_processes(names, reaches, report)
