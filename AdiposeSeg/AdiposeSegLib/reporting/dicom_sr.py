@@ -75,6 +75,7 @@ def write_dicom_sr(seg, sources: list, source_of_input_slice: dict, totals: dict
     else:
         notes.append("no measured L3: the DICOM SR holds the volumes only")
     volume_algorithm = algorithm([])
+    series_uid = seg.ReferencedSeriesSequence[0].SeriesInstanceUID
     for label in context.labels:
         name = NAMES[label]
         if label not in present or not totals.get(f"{name}_volume_cm3"):
@@ -88,7 +89,11 @@ def write_dicom_sr(seg, sources: list, source_of_input_slice: dict, totals: dict
         groups.append(hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
             tracking_identifier=hd.sr.TrackingIdentifier(uid=context.uid(),
                                                          identifier=f"{name} volume, {context.slices_text()}"[:64]),
-            referenced_segment=hd.sr.ReferencedSegment.from_segmentation(seg, segment_number=label),
+            # the whole segment, by its source series (TID 1411 allows it): one reference, where listing each
+            # source image (from_segmentation) made thousands of content items for a long series
+            referenced_segment=hd.sr.ReferencedSegment(
+                sop_class_uid=seg.SOPClassUID, sop_instance_uid=seg.SOPInstanceUID, segment_number=label,
+                source_series=hd.sr.SourceSeriesForSegmentation(series_uid)),
             finding_type=coded(TERMINOLOGY[label][1]), finding_sites=_sites(label), algorithm_id=volume_algorithm,
             measurements=measurements))
     observer = hd.sr.ObserverContext(
