@@ -186,6 +186,14 @@ def straightened_profile(sagittal: np.ndarray, centre_j: np.ndarray, spacing: tu
     return samples, zs / sz, ys / sy, values.mean(axis=1)
 
 
+def middle_half(column: SpineColumn, k_low: float, k_high: float) -> list[int]:
+    """The slices of the middle half of the stretch k_low..k_high where the body's centre line is known
+    (near its discs a vertebra mixes with its neighbours)."""
+    quarter = (k_high - k_low) / 4.0
+    return [k for k in range(int(np.ceil(k_low + quarter)), int(np.floor(k_high - quarter)) + 1)
+            if 0 <= k < column.centre_j.size and not np.isnan(column.centre_j[k])]
+
+
 def find_column(hu: np.ndarray, spacing: tuple[float, float, float]) -> SpineColumn:
     axis = spine_axis_x(hu, spacing)
     if np.isnan(axis).all():

@@ -10,23 +10,20 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from .spine import SpineColumn
+from .spine import SpineColumn, middle_half
 
-CORE_HU = 170.0          # as for the ribs: above what contrast-enhanced kidney or psoas reaches
-RIM_HU = 110.0
 ARCH_DEPTH_MM = 40.0     # the arch (pedicles, laminae, spinous process) lies within this behind the body centre
 LONGER_MM = 3.0          # a vertebra's processes must be this much longer than another's to tell them apart
 
 
 def reach_mm(bone: np.ndarray, column: SpineColumn, spacing, k_low: float, k_high: float) -> float | None:
     """Mean over both sides of the transverse processes' furthest reach from the spine's axis (mm) in the
-    middle half of the stretch k_low..k_high; None where no arch is found on both sides."""
+    middle half of the stretch k_low..k_high; None where no arch is found on both sides. `bone`: the mask
+    the ribs are looked for in (vertebral_levels._bone with the ribs' thresholds, above what an enhanced
+    kidney or psoas reaches)."""
     sx, sy, _ = spacing
-    quarter = (k_high - k_low) / 4.0
     best = {-1: 0.0, 1: 0.0}
-    for k in range(int(np.ceil(k_low + quarter)), int(np.floor(k_high - quarter)) + 1):
-        if not 0 <= k < column.centre_j.size or np.isnan(column.centre_j[k]):
-            continue
+    for k in middle_half(column, k_low, k_high):
         labels, _ = ndimage.label(bone[k])
         cj, ci = int(round(column.centre_j[k])), int(round(column.axis_x[k]))
         seed = labels[cj:cj + int(ARCH_DEPTH_MM / sy), max(0, ci - 1):ci + 2]

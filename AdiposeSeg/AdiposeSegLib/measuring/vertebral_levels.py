@@ -29,7 +29,7 @@ from scipy import ndimage
 
 from ..reading.image_views import writable_view
 from . import transverse_processes
-from .spine import SpineColumn, find_column, find_discs
+from .spine import SpineColumn, find_column, find_discs, middle_half
 
 ORDER = ("S1", "L5", "L4", "L3", "L2", "L1", "T12", "T11", "T10")  # bottom -> top
 WORK_SPACING_MM = 3.0           # the grid the rules were tuned on (TotalSegmentator example: 3 mm)
@@ -116,11 +116,12 @@ def _beside_column(bone: np.ndarray, column: SpineColumn, spacing, min_lateral_m
     return lateral, pieces
 
 
-def rib_heads(hu: np.ndarray, column: SpineColumn, spacing, below: float = -1.0) -> list[float]:
-    """Slice positions (k) of the medial ends of ribs seen beside the column; bone reaching down to
-    slice `below` (the top of the sacrum when it was found) is not a rib."""
+def rib_heads(hu: np.ndarray, bone: np.ndarray, column: SpineColumn, spacing, below: float = -1.0) -> list[float]:
+    """Slice positions (k) of the medial ends of ribs seen beside the column, in `bone` (`_bone` with the
+    ribs' thresholds); bone reaching down to slice `below` (the top of the sacrum when it was found) is
+    not a rib."""
     sy = spacing[1]
-    lateral, pieces = _beside_column(_bone(hu, RIB_CORE_HU, RIB_HU), column, spacing, COLUMN_ZONE_MM)
+    lateral, pieces = _beside_column(bone, column, spacing, COLUMN_ZONE_MM)
     heads = []
     centre = column.centre_j
     voxel_cm3 = float(np.prod(spacing)) / 1000.0
@@ -181,9 +182,7 @@ def _segments(column: SpineColumn, discs_s: np.ndarray, sz: float) -> list[tuple
 def _is_sacral(hu, column, spacing, k_low: float, k_high: float) -> bool:
     """Most slices of the stretch's middle half spread into the pelvis (near the discs a tilted
     L5-S1 junction mixes both)."""
-    quarter = (k_high - k_low) / 4.0
-    ks = [k for k in range(int(np.ceil(k_low + quarter)), int(np.floor(k_high - quarter)) + 1)
-          if 0 <= k < column.centre_j.size and not np.isnan(column.centre_j[k])]
+    ks = middle_half(column, k_low, k_high)
     if not ks:
         return False
     return 2 * sum(sacral_spread(hu, column, spacing, k) for k in ks) >= len(ks)
@@ -339,7 +338,8 @@ def detect_levels(canonical: sitk.Image) -> LevelReport:
         if _is_sacral(hu, column, spacing, low[0], low[1]) and not _is_sacral(hu, column, spacing, high[0], high[1]):
             l5_index = index
             break
-    heads = rib_heads(hu, column, spacing, segments[l5_index - 1][1] if l5_index is not None else -1.0)
+    rib_bone = _bone(hu, RIB_CORE_HU, RIB_HU)     # the ribs' mask, also the transverse processes'
+    heads = rib_heads(hu, rib_bone, column, spacing, segments[l5_index - 1][1] if l5_index is not None else -1.0)
     t12_index = None
     if heads:
         lowest = min(heads)
@@ -361,9 +361,8 @@ def detect_levels(canonical: sitk.Image) -> LevelReport:
         names, report.anchor, report.confidence = _name_from_crest(segments, crest_index, crest, report.notes)
     elif names and crest_index is not None:
         _check_crest(names, segments, crest_index, crest, report)
-    tp_bone = _bone(hu, transverse_processes.CORE_HU, transverse_processes.RIM_HU)
     s1_index = l5_index - 1 if l5_index is not None else None    # the sacrum's alae are no transverse processes
-    reaches = {index: transverse_processes.reach_mm(tp_bone, column, spacing, low, high)
+    reaches = {index: transverse_processes.reach_mm(rib_bone, column, spacing, low, high)
                for index, (low, high, complete) in enumerate(segments) if complete and index != s1_index}
     if not names:
         names, report.anchor, report.confidence = _name_from_processes(segments, reaches, report.notes)
