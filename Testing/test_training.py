@@ -276,3 +276,50 @@ def test_evaluate_command_on_the_held_out_real_slab(tmp_path, example_ct_sm, exa
     assert float(claimed["VAT_volume_diff_pct"]) > float(alone["VAT_volume_diff_pct"]) + 5
     assert claimed["Muscle_dice"] == alone["Muscle_dice"] and float(alone["Muscle_dice"]) > 0.89
     assert abs(float(alone["Muscle_volume_diff_pct"])) <= 5.0
+
+
+def _run_mm(labels_line: np.ndarray, tissue: set, start_after: set, spacing: float) -> float:
+    """Length in mm of the first run of `tissue` labels that follows a run of `start_after` labels."""
+    seen, n = False, 0
+    for v in labels_line:
+        if not seen:
+            seen = v in start_after
+        elif v in tissue:
+            n += 1
+        elif n:
+            break
+    return n * spacing
+
+
+def test_phantom_wall_is_thickest_in_the_flanks_with_extraperitoneal_fat_in_front_and_marbled_fatty_muscle():
+    """Issue 24 B: the wall's layer stack at realistic thickness (bulky flank obliques and transversus),
+    extraperitoneal fat (VAT) thickest in front, and marbling (IMAT streaks) inside fatty muscle only."""
+    from training.phantom import _round_four, _round_two, random_anatomy, render_slice
+    from AdiposeSegLib.tissues import IMAT, MUSCLE, SAT, VAT
+
+    spacing = 0.5
+    a = random_anatomy(np.random.default_rng(0))
+    four, two = _round_four(a), _round_two(a)
+    hu, lab = render_slice(a, 1000, 1000, spacing, 0.5, np.random.default_rng(a.seed))   # below the ribs
+    row = int(round((1000 - 1) / 2 + a.body_shift[1] / spacing))
+    col = int(round((1000 - 1) / 2 + a.body_shift[0] / spacing))
+    flank = _run_mm(lab[row, :], {MUSCLE, IMAT}, {SAT}, spacing)            # patient's right side, from outside
+    front = _run_mm(lab[:, col + 60], {MUSCLE, IMAT}, {SAT}, spacing)      # 30 mm beside the midline
+    assert abs(flank - a.wall * four["flank_gain"]) < 2.0, (flank, a.wall, four)
+    assert abs(front - a.wall * four["rectus_gain"]) < 2.0, (front, a.wall, four)
+    assert flank > 1.4 * front
+    fat_front = _run_mm(lab[:, col + 60], {VAT}, {MUSCLE, IMAT}, spacing)
+    assert fat_front >= two["preperitoneal_mm"] * four["preperitoneal_gain"] - 1.0 > two["preperitoneal_mm"]
+    # layers: at least one fat plane (IMAT) inside the flank's wall
+    assert (lab[row, :col] == IMAT).sum() >= 2
+
+    fatty = random_anatomy(np.random.default_rng(25))
+    assert _round_four(fatty)["marbling"] and _round_two(fatty)["muscle_hu_shift"] < 0
+    plain = dataclasses.replace(fatty, imat_spots=0)
+    hu2, lab2 = render_slice(plain, 500, 500, 1.0, 0.0, np.random.default_rng(plain.seed))
+    marbled = lab2 == IMAT
+    assert marbled.sum() > 200
+    from scipy import ndimage
+    near_sat = ndimage.binary_dilation(lab2 == SAT)
+    assert not (marbled & near_sat).any()                   # streaks lie inside the muscle, never at its fascia
+    assert bool(((hu2[marbled] > -190) & (hu2[marbled] < -30)).mean() > 0.8)

@@ -116,6 +116,28 @@ def _round_two(a: Anatomy) -> dict:
     }
 
 
+def _round_four(a: Anatomy) -> dict:
+    """The wall's layers at realistic thickness (issue 24), its own stream: bulky flank muscles
+    (external/internal oblique and transversus are thickest at the sides, the rectus in front), more
+    extraperitoneal fat at the front and sides in patients with much visceral fat, and marbled fatty
+    muscle in older patients (many small IMAT streaks in the back muscles, psoas and wall)."""
+    r = np.random.default_rng([a.seed, 4])
+    return {
+        "flank_gain": r.uniform(1.1, 1.9) if r.uniform() < 0.7 else 1.0,
+        "rectus_gain": r.uniform(0.8, 1.4),
+        "preperitoneal_gain": 1.0 + 1.5 * a.vat_fraction * r.uniform(0, 1),
+        "marbling": int(r.integers(25, 80)) if r.uniform() < 0.6 else 0,
+    }
+
+
+def _wall_thickness(canvas: "_Canvas", a: Anatomy, four: dict) -> np.ndarray:
+    theta = np.arctan2(canvas.y, canvas.x)
+    front = np.clip(-np.sin(theta), 0, 1)
+    back = np.clip(np.sin(theta), 0, 1)
+    side = 1 - front - back
+    return a.wall * (four["rectus_gain"] * front + four["flank_gain"] * side + back)
+
+
 def _arm_gap_mm(a: Anatomy) -> float:
     """Air between each arm and the flank (round three, its own stream): 0 is an arm pressed against
     the trunk, which only the network can tell apart (measuring/trunk.py sees arms lying apart)."""
@@ -155,6 +177,7 @@ def render_slice(a: Anatomy, rows: int, cols: int, spacing: float, z: float = 0.
     """One axial slice: (HU float32, labels uint8). z in [-1, 1] moves from upper to lower abdomen."""
     rng = rng or np.random.default_rng(a.seed)
     extra = _round_two(a)
+    four = _round_four(a)
     muscle_hu = max(a.muscle_hu + extra["muscle_hu_shift"], -12.0)
     cv = _Canvas(rows, cols, spacing, a)
     z_scale = 1.0 + 0.04 * z
@@ -163,7 +186,8 @@ def render_slice(a: Anatomy, rows: int, cols: int, spacing: float, z: float = 0.
     body = _shell(cv, a, 0.0, z_scale)
     inside_skin = _shell(cv, a, skin, z_scale)
     inside_sat = _shell(cv, a, skin + sat, z_scale)
-    inside_wall = _shell(cv, a, skin + sat + a.wall, z_scale)
+    wall = _wall_thickness(cv, a, four)
+    inside_wall = _shell(cv, a, skin + sat + wall, z_scale)
 
     if a.table:
         table_y = a.half_depth * z_scale * 1.02 + 12
@@ -179,12 +203,12 @@ def render_slice(a: Anatomy, rows: int, cols: int, spacing: float, z: float = 0.
         cv.paint(line & inside_skin & ~inside_sat, 10.0, BG)
     cv.paint(inside_sat, muscle_hu, MUSCLE)          # abdominal wall muscles
     # a thin fat plane between the oblique muscles, as on real CT
-    oblique_gap = inside_sat & ~_shell(cv, a, skin + sat + 0.45 * a.wall, z_scale) & _shell(cv, a, skin + sat + 0.45 * a.wall - 1.2, z_scale)
+    oblique_gap = inside_sat & ~_shell(cv, a, skin + sat + 0.45 * wall, z_scale) & _shell(cv, a, skin + sat + 0.45 * wall - 1.2, z_scale)
     lateral = np.abs(cv.x) > 0.55 * a.half_width
     cv.paint(oblique_gap & lateral, a.fat_hu, IMAT)
     if extra["wall_layers"]:
         # transversus abdominis: the innermost layer, behind its own fat plane at the sides
-        depth = skin + sat + max(a.wall - extra["transversus_mm"], 0.55 * a.wall)
+        depth = skin + sat + np.maximum(wall - extra["transversus_mm"], 0.55 * wall)
         inner_gap = _shell(cv, a, depth, z_scale) & ~_shell(cv, a, depth + extra["plane_mm"], z_scale)
         cv.paint(inner_gap & inside_sat & (np.abs(cv.x) > 0.45 * a.half_width) & (cv.y < 0.6 * a.half_depth), a.fat_hu, IMAT)
     # linea alba: fat-free fibrous strip in the midline front
@@ -192,9 +216,11 @@ def render_slice(a: Anatomy, rows: int, cols: int, spacing: float, z: float = 0.
     cv.paint(alba, 20.0, BG)
 
     cavity = inside_wall.copy()
-    if extra["preperitoneal_mm"]:   # extraperitoneal fat between the wall and the organs
-        cv.paint(inside_wall & ~_shell(cv, a, skin + sat + a.wall + extra["preperitoneal_mm"], z_scale), a.fat_hu + 5, VAT)
-        cavity = _shell(cv, a, skin + sat + a.wall + extra["preperitoneal_mm"], z_scale)
+    if extra["preperitoneal_mm"]:   # extraperitoneal fat between the wall and the organs, thickest in front
+        theta = np.arctan2(cv.y, cv.x)
+        prep = extra["preperitoneal_mm"] * (1 + (four["preperitoneal_gain"] - 1) * np.clip(-np.sin(theta) + 0.3, 0, 1))
+        cv.paint(inside_wall & ~_shell(cv, a, skin + sat + wall + prep, z_scale), a.fat_hu + 5, VAT)
+        cavity = _shell(cv, a, skin + sat + wall + prep, z_scale)
     organ_hu = a.organ_hu + (40 if a.contrast else 0)
     # visceral cavity: bowel/organ soft tissue with fat between, in proportion to vat_fraction
     cv.paint(cavity, organ_hu - 15, BG)
@@ -252,6 +278,13 @@ def render_slice(a: Anatomy, rows: int, cols: int, spacing: float, z: float = 0.
         side = rng.choice([-1, 1])
         spot = cv.ellipse(side * 30 + rng.uniform(-14, 14), spine_y + 50 + rng.uniform(-10, 10), rng.uniform(1.5, 4), rng.uniform(1.5, 4))
         cv.paint(spot & (cv.labels == MUSCLE), a.fat_hu + 10, IMAT)
+    if four["marbling"] and extra["muscle_hu_shift"] < 0:   # marbled fatty muscle: streaks of IMAT
+        mr = np.random.default_rng([a.seed, 4, int(1000 * (z + 2))])
+        muscle_now = ndimage.binary_erosion(cv.labels == MUSCLE, iterations=max(1, int(round(1.5 / spacing))))
+        ys, xs = cv.y[muscle_now], cv.x[muscle_now]
+        for i in mr.choice(ys.size, size=min(four["marbling"], ys.size), replace=False) if ys.size else []:
+            streak = cv.ellipse(xs[i], ys[i], mr.uniform(0.8, 3.0), mr.uniform(0.6, 1.5), mr.uniform(0, np.pi))
+            cv.paint(streak & muscle_now, a.fat_hu + 15, IMAT)
     cv.paint(cv.ellipse(0, spine_y, vb_r, vb_r * 0.85) & body, rng.uniform(500, 800), BG)
     cv.paint(cv.ellipse(0, spine_y, vb_r - 2.5, vb_r * 0.85 - 2.5) & body, rng.uniform(150, 280), BG)
     cv.paint(cv.ellipse(0, spine_y + vb_r + 8, 8, 7) & body, 20.0, BG)            # canal
