@@ -116,3 +116,35 @@ def test_training_labels_get_the_wall_layer_a_model_left_out():
     organ = (truth == 0) & (hu > 0) & (depth >= 41)
     assert (new[organ] == old[organ]).all(), "nothing outside the wall changes"
     assert counts["muscle_added"] >= 0.9 * transversus.sum()
+
+
+def test_rib_level_reference_leaves_out_the_pressed_arm_the_liver_and_the_spleen(dicom_j2k):
+    """The 0.98 mm contrast DICOM series (T11-T12, arms down, another patient): inside the ribs the liver
+    and spleen (muscle-range HU, no fat plane to the diaphragm) are not muscle, the arm lying on the
+    right flank is not the trunk, and the trunk's muscle per slice is an adult's at T12. Before the rib
+    cage was found, slice 19 drew 42% of the organs in front of the spine as muscle (260 cm²) and the
+    arm's muscle as the trunk's."""
+    from scipy import ndimage
+
+    from AdiposeSegLib.reading.hu_checks import largest_body
+    from AdiposeSegLib.reading.image_io import read_ct
+    from AdiposeSegLib.reading.orientation import to_canonical
+    from training.definition_reference import _body, _spine
+
+    canon = to_canonical(read_ct(str(dicom_j2k)))
+    hu = sitk.GetArrayFromImage(canon).astype(np.float32)
+    spacing = (canon.GetSpacing()[1], canon.GetSpacing()[0])
+    for k in (0, 10, 19):
+        ref = reference_slice(hu[k], spacing)
+        depth = ndimage.distance_transform_edt(ndimage.binary_fill_holes(largest_body(hu[k]))) * spacing[0]
+        top = np.nonzero(_spine(hu[k], _body(hu[k]), spacing))[0].min()
+        organs = (depth >= 45) & (np.arange(hu.shape[1])[:, None] < top - 5)     # in front of the vertebra, deep
+        assert (ref[organs] == MUSCLE).mean() < 0.005, k
+        parts, _ = ndimage.label(hu[k] > -400)
+        sizes = np.bincount(parts.ravel())
+        sizes[0] = 0
+        trunk = ndimage.binary_dilation(parts == sizes.argmax(), iterations=2)
+        assert not ((ref > 0) & (ref != IGNORE) & ~trunk).any(), k
+        area = (ref == MUSCLE).sum() * spacing[0] * spacing[1] / 100
+        assert 70 <= area <= 110, (k, area)          # measured 84-91 cm²
+        assert (ref == IGNORE).mean() < 0.15         # the diaphragm's band, the crura, the chest wall's fat

@@ -1,6 +1,7 @@
 """The default model against references drawn by the definitions, and against TotalSegmentator (issue 24 C).
 
     .venv/bin/python benchmarks/definition_check.py [--model DIR] [--figure docs/definition_reference_errors.png]
+    .venv/bin/python benchmarks/definition_check.py --case dicom_series [--model DIR] [--figure FILE]
 
 Slab: the held-out real slices (example_ct z 82..91 = example_ct_sm 0..9, L2-T12, 3 mm; never trained
 on). References: (1) `training/definition_reference.py` with the corrections in
@@ -67,14 +68,16 @@ def print_table(title: str, table: dict) -> None:
         print(f"| {name} | {d:.3f} | {vol:+.1f}% | {miss} | {extra} |")
 
 
-def figure(path: Path, hu: np.ndarray, pred: np.ndarray, ref: np.ndarray, ts: np.ndarray, slices: list[int]) -> None:
+def figure(path: Path, hu: np.ndarray, pred: np.ndarray, ref: np.ndarray, ts: np.ndarray | None, slices: list[int],
+           title: str = "CT (3 mm, held out)", scale: int = 4) -> None:
     from PIL import Image, ImageDraw
 
     rows = []
+    others = (pred,) if ts is None else (ts, pred)
     for k in slices:
         g = np.clip((hu[k] + 160) / 400, 0, 1) * 255
         panels = []
-        for other in (ts, pred):
+        for other in others:
             rgb = np.stack([g] * 3, -1)
             r, p = ref[k] == 3, other[k] == 3
             rgb[r & p] = 0.5 * rgb[r & p] + 0.5 * np.array((150, 80, 225))
@@ -85,11 +88,11 @@ def figure(path: Path, hu: np.ndarray, pred: np.ndarray, ref: np.ndarray, ts: np
         row = np.concatenate([np.stack([g] * 3, -1)] + panels, 1).astype(np.uint8)
         rows.append(row)
     img = np.concatenate(rows, 0)
-    scale = 4
     im = Image.fromarray(img).resize((img.shape[1] * scale, img.shape[0] * scale), Image.NEAREST)
     d = ImageDraw.Draw(im)
     w = hu.shape[2] * scale
-    for i, text in enumerate(("CT (3 mm, held out)", "TotalSegmentator vs definition", "AdiposeSeg vs definition")):
+    titles = (title,) + (() if ts is None else ("TotalSegmentator vs definition",)) + ("AdiposeSeg vs definition",)
+    for i, text in enumerate(titles):
         d.text((i * w + 6, 4), text, fill=(255, 255, 0))
     d.text((6, im.height - 14), "violet: both  red: definition's muscle missed  blue: extra  yellow tint: ignored band",
            fill=(255, 255, 0))
@@ -101,7 +104,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None)
     parser.add_argument("--figure", type=Path, default=None)
+    parser.add_argument("--case", choices=("example_ct", "dicom_series"), default="example_ct",
+                        help="example_ct: the held-out 3 mm slab (also against TotalSegmentator); dicom_series: the "
+                             "20-slice 0.98 mm contrast series (another patient, rib level, never trained on; no other reference)")
     args = parser.parse_args()
+    if args.case == "dicom_series":
+        return dicom_series(args)
 
     from AdiposeSegLib.measuring.evaluate import gate_labels
     from AdiposeSegLib.model.model_card import load_model
@@ -126,6 +134,33 @@ def main() -> int:
     print_table("AdiposeSeg vs TotalSegmentator held to the HU windows (VAT+IMAT vs torso fat)", scores(pred, ts_gated, merge_vat_imat=True))
     if args.figure:
         figure(args.figure, hu, pred, ref, ts_gated, [1, 5, 9])
+        print(f"\nwrote {args.figure}")
+    return 0
+
+
+def dicom_series(args) -> int:
+    """The second real case: example_ct_dicom (T11-T12, 0.98 mm, contrast, arms down), all 20 slices."""
+    from AdiposeSegLib.model.model_card import load_model
+    from AdiposeSegLib.reading.image_io import read_ct
+    from AdiposeSegLib.reading.orientation import to_canonical
+    from AdiposeSegLib.running.pipeline import segment_image
+    from AdiposeSegLib.running.progress import RunControl
+    from AdiposeSegLib.tissues import SegmentOptions
+    from training.definition_reference import load_corrections, reference_volume
+
+    ct = read_ct(str(TS / "example_ct_dicom"))
+    canon = to_canonical(ct)
+    hu = sitk.GetArrayFromImage(canon).astype(np.float32)
+    ref = reference_volume(hu, (canon.GetSpacing()[1], canon.GetSpacing()[0]), load_corrections("example_ct_dicom"))
+    model = load_model(args.model)
+    result = segment_image(ct, model, SegmentOptions(device="cpu", find_levels=False), RunControl())
+    pred = result.canonical_labels
+    print(f"model {result.model_info['name']} {result.model_info['version']}; example_ct_dicom, 20 slices;"
+          f" definition reference ignores {100.0 * (ref == 255).mean():.1f}% of the voxels")
+    print_table("AdiposeSeg vs the definition reference", scores(pred, ref))
+    if args.figure:
+        crop = (slice(None), slice(60, 420), slice(None))
+        figure(args.figure, hu[crop], pred[crop], ref[crop], None, [0, 10, 19], title="CT (0.98 mm, never trained on)", scale=1)
         print(f"\nwrote {args.figure}")
     return 0
 

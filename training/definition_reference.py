@@ -42,10 +42,12 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from AdiposeSegLib.measuring.trunk import SPLIT_HU
 from AdiposeSegLib.reading.hu_checks import largest_body
 from AdiposeSegLib.reading.labels_io import IGNORE_LABEL as IGNORE
 from AdiposeSegLib.tissues import BACKGROUND, IMAT, MUSCLE, SAT, VAT, HUWindows
 
+ARM_FRACTION = 0.05      # a part this large beside the trunk (of its size) is a limb lying on it
 BONE_HU = 150.0          # above the muscle window: bone, calcium, contrast
 
 
@@ -70,13 +72,34 @@ class Rules:
     spine_near_mm: float = 12.0   # a stack ending this close to the vertebra is the back muscles': never cut
     sat_window_deg: float = 15.0  # the SAT depth a ray is compared with (each side)
     sat_jump_mm: float = 5.0      # deeper than that by this much (or half of it) took a muscle for a septum
+    rib_piece_mm2: float = 15.0   # a bone piece this large away from the spine is a rib (or costal cartilage)
+    rib_spine_gap_mm: float = 1.5  # bone this close to the vertebra is its own (a rib's head joins it)
+    rib_depth_mm: float = 30.0    # a rib lies at most this far inside the wall's outer fascia (in front of the spine)
+    rib_max_mm2: float = 300.0    # larger bone-dense pieces are not a rib's cross-section (an enhancing kidney)
+    ring_ribs: int = 6            # this many, in front of the spine on both sides, make a rib cage
+    crus_mm: float = 15.0         # inside the ribs, muscle-range this close to the vertebra may be a crus (ignored)
+    rib_band_mm: float = 8.0      # the intercostal spaces' thickness (a rib's)
+    intercostal_deg: float = 40.0  # neighbouring ribs at most this far apart around the body bound a space
+    diaphragm_mm: float = 8.0     # inside the rib cage: the diaphragm on the liver and spleen, not told apart (ignored)
     rays: int = 720
     smooth_rays: int = 9          # running median over this many rays (4.5 degrees)
 
 
 def _body(hu: np.ndarray) -> np.ndarray:
+    """The trunk: the largest part above -500 HU, holes filled; an arm lying on the flank (joined to it
+    only through the skins' partial volume, -500..-400 HU) is parted at trunk.SPLIT_HU and left out."""
     body = largest_body(hu)
-    return np.zeros(hu.shape, bool) if body is None else ndimage.binary_fill_holes(body)
+    if body is None:
+        return np.zeros(hu.shape, bool)
+    parts, count = ndimage.label(body & (hu > SPLIT_HU))
+    sizes = np.bincount(parts.ravel())[1:]
+    if count > 1 and np.sort(sizes)[-2] >= ARM_FRACTION * sizes.max():     # an arm, not a strand of skin
+        trunk = parts == int(np.argmax(sizes)) + 1
+        # the trunk's own skin rim (-500..-400 HU) kept; the arm's beyond two pixels is not
+        body &= ndimage.binary_dilation(trunk, iterations=2)
+        labels, _ = ndimage.label(body)
+        body = labels == labels[trunk].max()
+    return ndimage.binary_fill_holes(body)
 
 
 # sample classes along a ray
@@ -325,6 +348,66 @@ def _spine(hu: np.ndarray, body: np.ndarray, spacing_rc) -> np.ndarray | None:
     return mask | _enclosed(mask)
 
 
+def _rib_cage(hu: np.ndarray, body: np.ndarray, spine: np.ndarray | None, spacing_rc, rules: Rules,
+              wall_depth: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Inside the ribs, at rib levels: the polygon through the inner points of the rib pieces in angular
+    order around the body's centre, closed at the vertebral body's front. Liver, spleen and the
+    diaphragm lie inside it; the intercostals, the wall's muscles outside the ribs and the back muscles
+    behind the line from the last rib to the vertebra lie outside. Returns it and the intercostal
+    spaces (a rib-thick band between neighbouring ribs). None where there is no rib cage
+    (fewer than ring_ribs pieces, or none in the front half on either side: the lumbar levels).
+    `wall_depth`: mm from the outer fascia per pixel (negative outside it); a piece deeper than
+    rib_depth_mm inside the fascia (back_reach_mm behind the vertebra's middle, where the ribs run under
+    the back muscles) is a vessel or an organ with contrast, not a rib."""
+    if spine is None:
+        return None
+    sy, sx = spacing_rc
+    near_spine = ndimage.binary_dilation(spine, iterations=1 + int(round(rules.rib_spine_gap_mm / min(sy, sx))))
+    parts, count = ndimage.label((hu > BONE_HU) & body & ~near_spine)
+    if count < rules.ring_ribs:
+        return None
+    rows, cols = np.nonzero(body)
+    cr, cc = rows.mean(), cols.mean()
+    spine_row = float(np.nonzero(spine)[0].mean())
+    points = []
+    min_px = rules.rib_piece_mm2 / (sy * sx)
+    for k, sl in enumerate(ndimage.find_objects(parts), start=1):
+        pr, pc = np.nonzero(parts[sl] == k)
+        if pr.size < min_px:
+            continue
+        pr, pc = pr + sl[0].start, pc + sl[1].start
+        d = np.hypot((pr - cr) * sy, (pc - cc) * sx)
+        i = int(np.argmin(d))
+        # behind the vertebra's middle the ribs run under the back muscles, deep inside the fascia
+        limit = rules.back_reach_mm if pr.mean() > spine_row else rules.rib_depth_mm
+        if not wall_depth[pr[i], pc[i]] <= limit or pr.size * sy * sx > rules.rib_max_mm2:
+            continue
+        points.append((float(np.arctan2((pr[i] - cr) * sy, (pc[i] - cc) * sx)), int(pc[i]), int(pr[i]),
+                       (float(pc.mean()), float(pr.mean()))))
+    front_left = [p for p in points if p[2] < cr and p[1] > cc]
+    front_right = [p for p in points if p[2] < cr and p[1] < cc]
+    if len(points) < rules.ring_ribs or not front_left or not front_right:
+        return None
+    # closed along the vertebra's front: its left-most point, the middle of its front, its right-most point
+    sr, sc = np.nonzero(spine)
+    top = sr.min()
+    right, left = int(np.argmin(sc)), int(np.argmax(sc))
+    spine_points = [(int(sc[left]), int(sr[left])), (int(np.median(sc[sr == top])), int(top)), (int(sc[right]), int(sr[right]))]
+    back = float(np.arctan2(1.0, 0.0))                  # straight back: where the polygon is closed
+    ordered = sorted(points, key=lambda p: (p[0] - back) % (2 * np.pi))
+    polygon = [(p[1], p[2]) for p in ordered] + spine_points
+    # the intercostal spaces: a band as thick as a rib between neighbouring ribs' centres
+    from PIL import Image, ImageDraw
+
+    img = Image.new("1", (hu.shape[1], hu.shape[0]), 0)
+    draw = ImageDraw.Draw(img)
+    width = max(1, int(round(rules.rib_band_mm / min(sy, sx))))
+    for a, b in zip(ordered, ordered[1:]):
+        if (b[0] - a[0]) % (2 * np.pi) <= np.radians(rules.intercostal_deg):
+            draw.line([a[3], b[3]], fill=1, width=width)
+    return _polygon_mask(hu.shape, polygon) & body, np.array(img, bool) & body
+
+
 def _enclosed(mask: np.ndarray) -> np.ndarray:
     """Pixels with the vertebra on their left, their right and behind them (rows grow to the back): its
     marrow and canal where the cortex is not closed at this resolution (an osteoporotic body's front is
@@ -392,14 +475,35 @@ def reference_slice(hu: np.ndarray, spacing_rc, rules: Rules = Rules(), windows:
     outside_wall = body & (radius > outer)
     stack = body & (radius <= outer) & (radius >= inner)
     inside = body & (radius < inner)
+    ribs = _rib_cage(hu, body, spine, spacing_rc, rules, outer - radius)
+    cage, intercostal = ribs if ribs is not None else (None, None)
+    diaphragm = np.zeros(hu.shape, bool)
+    if cage is not None:             # a stack walked into the liver or spleen stops at the ribs
+        deep = ndimage.binary_erosion(cage, iterations=max(1, int(round(rules.diaphragm_mm / min(spacing_rc)))))
+        intercostal &= ~cage & ~outside_wall    # inside the ribs' inner line: the diaphragm's band
+        diaphragm = cage & ~deep & ~outside_wall & ~intercostal
+        inside |= stack & deep
+        stack &= ~deep
+        stack |= intercostal         # the intercostal muscles are the wall's
+        inside &= ~intercostal
     labels[outside_wall & fat] = SAT
     muscle = stack & mus
+    crura = np.zeros(hu.shape, bool)
     if spine is not None:
-        muscle |= _spine_muscles(mus, spine, spine_dist, spacing_rc, rules) & ~outside_wall
+        grown = _spine_muscles(mus, spine, spine_dist, spacing_rc, rules) & ~outside_wall
+        if cage is not None:         # inside the ribs the crura lie on the liver without a plane
+            crura = grown & cage & (spine_dist <= rules.crus_mm)
+            grown &= ~cage
+        muscle |= grown
         muscle &= ~spine             # marrow of muscle density inside the vertebra
     labels[muscle] = MUSCLE
     enclosed = ndimage.binary_fill_holes(muscle | (stack & ~fat)) & fat
     labels[(stack & fat) | (enclosed & ~outside_wall)] = IMAT
+    if cage is not None:
+        # fat outside the ribs but inside the wall's inner line: between the chest wall's thin muscles
+        # (IMAT) or under a latissimus taken for a septum (SAT), and the thin muscles there: not told
+        # apart by these rules
+        labels[inside & (fat | mus) & ~cage & (labels == BACKGROUND)] = IGNORE
     labels[inside & fat & (labels == BACKGROUND)] = VAT
     if spine is not None:
         rows, cols = np.nonzero(spine)
@@ -409,6 +513,9 @@ def reference_slice(hu: np.ndarray, spacing_rc, rules: Rules = Rules(), windows:
         labels[zone & (labels == VAT)] = IGNORE
         labels[ndimage.binary_dilation(spine, iterations=1) & fat & (labels == VAT)] = IGNORE
     band = cut & (np.abs(radius - inner) <= rules.unsure_mm) & (mus | fat) & body
+    if cage is not None:
+        band &= ~cage | diaphragm        # deep inside the ribs a cut ray lies in an organ: no band there
+        band |= (diaphragm | crura) & mus
     labels[band] = IGNORE
     if parts is not None:
         parts["wall"] = stack & mus & (labels == MUSCLE)
