@@ -5,7 +5,7 @@ first AdiposeSeg model both leave out the innermost layer of the abdominal wall,
 draws it scores lower against them. This module draws the reference from HU windows and anatomy:
 
 1. Body: the slice's largest part above -500 HU (`hu_checks.largest_body`; arms lying apart are not
-   the trunk), holes filled.
+   the trunk; an arm lying on the flank is parted at -400 HU, as `measuring/trunk.py` does), holes filled.
 2. Rays from the body's centre, walked inward from the skin (`_walk`): the skin (at most skin_mm of
    non-fat), the SAT (fat; fibrous septa stay in it), then the wall's outer fascia: the first run of
    muscle-range (-29..150 HU) or bone at least layer_mm thick with mostly muscle or bone behind it
@@ -26,7 +26,10 @@ draws it scores lower against them. This module draws the reference from HU wind
    there is partial volume with the air). Muscle: muscle-range voxels of the stack and of
    the psoas. IMAT: fat-range voxels within the stack or enclosed by muscle. VAT: fat inside the
    stack's inner line, except in the spine's own zone (epidural and paraspinal fat: ignored).
-6. Corrections by eye, stored as data (`corrections` JSON: polygons per slice range, in the
+6. At rib levels (`_rib_cage`): inside the ribs' inner line muscle-range tissue is liver or spleen, an
+   8 mm band inside the ribs (the diaphragm lying on them) and the crura are ignored, the intercostal
+   spaces are muscle, and fat inside the wall line but outside the ribs is ignored (chest wall fat).
+7. Corrections by eye, stored as data (`corrections` JSON: polygons per slice range, in the
    canonical LPS array's (column, row) pixels): `muscle` (muscle-range voxels in the polygon become
    Muscle, fat-range IMAT), `not_muscle` (Muscle and IMAT in it become background; fat in it VAT
    or SAT when `fat_is` says so), `ignore` (255).
