@@ -148,3 +148,18 @@ def test_rib_level_reference_leaves_out_the_pressed_arm_the_liver_and_the_spleen
         area = (ref == MUSCLE).sum() * spacing[0] * spacing[1] / 100
         assert 70 <= area <= 110, (k, area)          # measured 84-91 cm²
         assert (ref == IGNORE).mean() < 0.15         # the diaphragm's band, the crura, the chest wall's fat
+
+
+def test_no_rib_cage_at_the_lumbar_levels_or_the_iliac_crests():
+    """The rib cage's rules leave the lumbar spine and the pelvis alone: example_ct z 40..91 (L5..T12:
+    the iliac crests, the lumbar training slices and the held-out slab) get the same reference as with
+    the rib cage switched off. Before the front-third rule the iliac crests made a "rib cage" at z 44..51."""
+    from training.definition_reference import Rules
+    from AdiposeSegLib.reading.orientation import to_canonical
+
+    canon = to_canonical(sitk.ReadImage(str(TS / "example_ct.nii.gz")))
+    hu = sitk.GetArrayFromImage(canon).astype(np.float32)
+    spacing = (canon.GetSpacing()[1], canon.GetSpacing()[0])
+    off = Rules(ring_ribs=10 ** 6)
+    for k in range(40, 92, 2):
+        assert np.array_equal(reference_slice(hu[k], spacing), reference_slice(hu[k], spacing, off)), k

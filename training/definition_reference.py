@@ -79,6 +79,7 @@ class Rules:
     rib_spine_gap_mm: float = 1.5  # bone this close to the vertebra is its own (a rib's head joins it)
     rib_depth_mm: float = 30.0    # a rib lies at most this far inside the wall's outer fascia (in front of the spine)
     rib_max_mm2: float = 300.0    # larger bone-dense pieces are not a rib's cross-section (an enhancing kidney)
+    rib_front: float = 0.3        # a rib cage has ribs this far into the body's depth from its front, both sides
     ring_ribs: int = 6            # this many, in front of the spine on both sides, make a rib cage
     crus_mm: float = 15.0         # inside the ribs, muscle-range this close to the vertebra may be a crus (ignored)
     rib_band_mm: float = 8.0      # the intercostal spaces' thickness (a rib's)
@@ -358,7 +359,8 @@ def _rib_cage(hu: np.ndarray, body: np.ndarray, spine: np.ndarray | None, spacin
     diaphragm lie inside it; the intercostals, the wall's muscles outside the ribs and the back muscles
     behind the line from the last rib to the vertebra lie outside. Returns it and the intercostal
     spaces (a rib-thick band between neighbouring ribs). None where there is no rib cage
-    (fewer than ring_ribs pieces, or none in the front half on either side: the lumbar levels).
+    (fewer than ring_ribs pieces, or none in the body's front third on either side: the lumbar levels
+    and the pelvis).
     `wall_depth`: mm from the outer fascia per pixel (negative outside it); a piece deeper than
     rib_depth_mm inside the fascia (back_reach_mm behind the vertebra's middle, where the ribs run under
     the back muscles) is a vessel or an organ with contrast, not a rib."""
@@ -387,8 +389,10 @@ def _rib_cage(hu: np.ndarray, body: np.ndarray, spine: np.ndarray | None, spacin
             continue
         points.append((float(np.arctan2((pr[i] - cr) * sy, (pc[i] - cc) * sx)), int(pc[i]), int(pr[i]),
                        (float(pc.mean()), float(pr.mean()))))
-    front_left = [p for p in points if p[2] < cr and p[1] > cc]
-    front_right = [p for p in points if p[2] < cr and p[1] < cc]
+    # ribs or costal cartilage in the body's front third on both sides (the iliac crests lie farther back)
+    front_row = rows.min() + rules.rib_front * (rows.max() - rows.min())
+    front_left = [p for p in points if p[2] < front_row and p[1] > cc]
+    front_right = [p for p in points if p[2] < front_row and p[1] < cc]
     if len(points) < rules.ring_ribs or not front_left or not front_right:
         return None
     # closed along the vertebra's front: its left-most point, the middle of its front, its right-most point
