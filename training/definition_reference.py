@@ -80,7 +80,7 @@ class Rules:
     rib_depth_mm: float = 30.0    # a rib lies at most this far inside the wall's outer fascia (in front of the spine)
     rib_max_mm2: float = 300.0    # larger bone-dense pieces are not a rib's cross-section (an enhancing kidney)
     rib_front: float = 0.3        # a rib cage has ribs this far into the body's depth from its front, both sides
-    ring_ribs: int = 6            # this many, in front of the spine on both sides, make a rib cage
+    ring_ribs: int = 6            # at least this many rib pieces (some in the front third, both sides) make a rib cage
     crus_mm: float = 15.0         # inside the ribs, muscle-range this close to the vertebra may be a crus (ignored)
     rib_band_mm: float = 8.0      # the intercostal spaces' thickness (a rib's)
     intercostal_deg: float = 40.0  # neighbouring ribs at most this far apart around the body bound a space
@@ -355,7 +355,8 @@ def _spine(hu: np.ndarray, body: np.ndarray, spacing_rc) -> np.ndarray | None:
 def _rib_cage(hu: np.ndarray, body: np.ndarray, spine: np.ndarray | None, spacing_rc, rules: Rules,
               wall_depth: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """Inside the ribs, at rib levels: the polygon through the inner points of the rib pieces in angular
-    order around the body's centre, closed at the vertebral body's front. Liver, spleen and the
+    order around the body's centre, closed along the vertebra (its two sides and the middle of its
+    front). Liver, spleen and the
     diaphragm lie inside it; the intercostals, the wall's muscles outside the ribs and the back muscles
     behind the line from the last rib to the vertebra lie outside. Returns it and the intercostal
     spaces (a rib-thick band between neighbouring ribs). None where there is no rib cage
