@@ -100,6 +100,17 @@ def figure(path: Path, hu: np.ndarray, pred: np.ndarray, ref: np.ndarray, ts: np
     im.save(path)
 
 
+def predict(ct: sitk.Image, model_dir: str | None):
+    """The pipeline's canonical labels for the whole CT (levels not searched) and the run's result."""
+    from AdiposeSegLib.model.model_card import load_model
+    from AdiposeSegLib.running.pipeline import segment_image
+    from AdiposeSegLib.running.progress import RunControl
+    from AdiposeSegLib.tissues import SegmentOptions
+
+    result = segment_image(ct, load_model(model_dir), SegmentOptions(device="cpu", find_levels=False), RunControl())
+    return result.canonical_labels, result
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None)
@@ -112,16 +123,12 @@ def main() -> int:
         return dicom_series(args)
 
     from AdiposeSegLib.measuring.evaluate import gate_labels
-    from AdiposeSegLib.model.model_card import load_model
-    from AdiposeSegLib.running.pipeline import segment_image
-    from AdiposeSegLib.running.progress import RunControl
-    from AdiposeSegLib.tissues import HUWindows, SegmentOptions
+    from AdiposeSegLib.tissues import HUWindows
 
     ct = sitk.ReadImage(str(TS / "example_ct.nii.gz"))
     ref, hu = definition_reference(ct)
-    model = load_model(args.model)
-    result = segment_image(ct, model, SegmentOptions(device="cpu", find_levels=False), RunControl())
-    pred = result.canonical_labels[SLAB[0]:SLAB[1]]
+    labels, result = predict(ct, args.model)
+    pred = labels[SLAB[0]:SLAB[1]]
     ts = canonical_array(sitk.ReadImage(str(TS / "tissue_types_labelmap_on_ct_sm.nii.gz")))[0:SLAB[1] - SLAB[0]].astype(np.uint8)
     if ts.shape != ref.shape:
         raise SystemExit(f"grids differ: {ts.shape} vs {ref.shape}")
@@ -140,21 +147,15 @@ def main() -> int:
 
 def dicom_series(args) -> int:
     """The second real case: example_ct_dicom (T11-T12, 0.98 mm, contrast, arms down), all 20 slices."""
-    from AdiposeSegLib.model.model_card import load_model
     from AdiposeSegLib.reading.image_io import read_ct
     from AdiposeSegLib.reading.orientation import to_canonical
-    from AdiposeSegLib.running.pipeline import segment_image
-    from AdiposeSegLib.running.progress import RunControl
-    from AdiposeSegLib.tissues import SegmentOptions
     from training.definition_reference import load_corrections, reference_volume
 
     ct = read_ct(str(TS / "example_ct_dicom"))
     canon = to_canonical(ct)
     hu = sitk.GetArrayFromImage(canon).astype(np.float32)
     ref = reference_volume(hu, (canon.GetSpacing()[1], canon.GetSpacing()[0]), load_corrections("example_ct_dicom"))
-    model = load_model(args.model)
-    result = segment_image(ct, model, SegmentOptions(device="cpu", find_levels=False), RunControl())
-    pred = result.canonical_labels
+    pred, result = predict(ct, args.model)
     print(f"model {result.model_info['name']} {result.model_info['version']}; example_ct_dicom, 20 slices;"
           f" definition reference ignores {100.0 * (ref == 255).mean():.1f}% of the voxels")
     print_table("AdiposeSeg vs the definition reference", scores(pred, ref))

@@ -353,7 +353,7 @@ def _spine(hu: np.ndarray, body: np.ndarray, spacing_rc) -> np.ndarray | None:
 
 
 def _rib_cage(hu: np.ndarray, body: np.ndarray, spine: np.ndarray | None, spacing_rc, rules: Rules,
-              wall_depth: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+              wall_depth: np.ndarray, centre: tuple[float, float]) -> tuple[np.ndarray, np.ndarray] | None:
     """Inside the ribs, at rib levels: the polygon through the inner points of the rib pieces in angular
     order around the body's centre, closed along the vertebra (its two sides and the middle of its
     front). Liver, spleen and the
@@ -364,7 +364,7 @@ def _rib_cage(hu: np.ndarray, body: np.ndarray, spine: np.ndarray | None, spacin
     and the pelvis).
     `wall_depth`: mm from the outer fascia per pixel (negative outside it); a piece deeper than
     rib_depth_mm inside the fascia (back_reach_mm behind the vertebra's middle, where the ribs run under
-    the back muscles) is a vessel or an organ with contrast, not a rib."""
+    the back muscles) is a vessel or an organ with contrast, not a rib. `centre`: the rays' (row, col)."""
     if spine is None:
         return None
     sy, sx = spacing_rc
@@ -372,8 +372,8 @@ def _rib_cage(hu: np.ndarray, body: np.ndarray, spine: np.ndarray | None, spacin
     parts, count = ndimage.label((hu > BONE_HU) & body & ~near_spine)
     if count < rules.ring_ribs:
         return None
-    rows, cols = np.nonzero(body)
-    cr, cc = rows.mean(), cols.mean()
+    rows = np.nonzero(body)[0]
+    cr, cc = centre
     spine_row = float(np.nonzero(spine)[0].mean())
     points = []
     min_px = rules.rib_piece_mm2 / (sy * sx)
@@ -483,7 +483,7 @@ def reference_slice(hu: np.ndarray, spacing_rc, rules: Rules = Rules(), windows:
     outside_wall = body & (radius > outer)
     stack = body & (radius <= outer) & (radius >= inner)
     inside = body & (radius < inner)
-    ribs = _rib_cage(hu, body, spine, spacing_rc, rules, outer - radius)
+    ribs = _rib_cage(hu, body, spine, spacing_rc, rules, outer - radius, rays.centre)
     cage, intercostal = ribs if ribs is not None else (None, None)
     diaphragm = np.zeros(hu.shape, bool)
     if cage is not None:             # a stack walked into the liver or spleen stops at the ribs

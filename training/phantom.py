@@ -130,11 +130,16 @@ def _round_four(a: Anatomy) -> dict:
     }
 
 
-def _wall_thickness(canvas: "_Canvas", a: Anatomy, four: dict) -> np.ndarray:
+def _sectors(canvas: "_Canvas") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """How much each pixel lies in front, behind and at the side of the body's centre (they sum to 1)."""
     theta = np.arctan2(canvas.y, canvas.x)
     front = np.clip(-np.sin(theta), 0, 1)
     back = np.clip(np.sin(theta), 0, 1)
-    side = 1 - front - back
+    return front, back, 1 - front - back
+
+
+def _wall_thickness(canvas: "_Canvas", a: Anatomy, four: dict) -> np.ndarray:
+    front, back, side = _sectors(canvas)
     return a.wall * (four["rectus_gain"] * front + four["flank_gain"] * side + back)
 
 
@@ -165,10 +170,7 @@ def _shell(canvas: _Canvas, a: Anatomy, inset: np.ndarray | float, z_scale: floa
 
 
 def _sat_thickness(canvas: _Canvas, a: Anatomy) -> np.ndarray:
-    theta = np.arctan2(canvas.y, canvas.x)
-    front = np.clip(-np.sin(theta), 0, 1)
-    back = np.clip(np.sin(theta), 0, 1)
-    side = 1 - front - back
+    front, back, side = _sectors(canvas)
     return a.sat_anterior * front + a.sat_posterior * back + a.sat_lateral * side
 
 
