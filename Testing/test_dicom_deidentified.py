@@ -156,8 +156,9 @@ def test_rerun_refers_to_the_sr_it_replaces_and_gets_new_series_numbers(deidenti
 
 
 def test_a_broken_dicom_output_costs_no_measurement(deidentified_dicom, tiny_model_dir, tmp_path):
-    """The CT files vanish between reading and writing (a moved folder): the SEG/SR fail, the
-    measurements, table and figures are published, the notes say why and the exit code is 3."""
+    """The CT files vanish between reading and writing (a moved folder): the SEG/SR fail (the SEG copies
+    the first file's patient and study modules; the others' UIDs and planes come from the headers read
+    before), the measurements, table and figures are published, the notes say why and the exit code is 3."""
     from AdiposeSegLib.model.model_card import load_model
     from AdiposeSegLib.reading.dicom import seg_sources
     from AdiposeSegLib.reporting.results import write_results
@@ -172,7 +173,8 @@ def test_a_broken_dicom_output_costs_no_measurement(deidentified_dicom, tiny_mod
     model = load_model(str(tiny_model_dir))
     result = segment_image(image, model, SegmentOptions(device="cpu"), RunControl())
     sources = seg_sources(info, None)
-    Path(sources[3]).unlink()
+    assert [s.path for s in sources] == info["volume_files"]   # the headers as read, in slice order
+    Path(sources[0].path).unlink()
     files = write_results(result, tmp_path / "out", "case", model, dicom_sources=sources)
     summary = json.loads(files.summary.read_text())
     assert files.dicom_seg is None and files.dicom_sr is None

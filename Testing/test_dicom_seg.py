@@ -1,4 +1,5 @@
 """DICOM SEG and SR for PACS (issue 10 D): read back by highdicom and by dcmqi (what Slicer's DICOM plugins use)."""
+import copy
 import json
 import subprocess
 import sys
@@ -129,3 +130,106 @@ def test_sr_holds_the_l3_measurements_and_volumes_referring_to_the_seg(dcmqi_ser
     values = {i["quantity"]["CodeMeaning"]: float(i["value"]) for i in muscle["measurementItems"]}
     assert values["Area"] == pytest.approx(l3["SMA_cm2"], rel=1e-9)
     assert values["Attenuation Coefficient"] == pytest.approx(l3["SMD_HU"], rel=1e-9)
+
+
+# The SEG's frames encoded straight to bytes (reporting/seg_frames.py) against highdicom's own full construction
+
+_VOLATILE = {"SOPInstanceUID", "SeriesInstanceUID", "MediaStorageSOPInstanceUID", "DimensionOrganizationUID",
+             "ContentDate", "ContentTime", "SeriesDate", "SeriesTime", "InstanceCreationDate", "InstanceCreationTime",
+             "ContributionDateTime"}
+
+
+def _as_tree(ds):
+    out = {}
+    for element in ds:
+        if element.keyword in _VOLATILE:
+            continue
+        if element.VR == "SQ":
+            out[element.keyword or str(element.tag)] = [_as_tree(item) for item in element.value]
+        else:
+            out[element.keyword or str(element.tag)] = (element.VR, element.value)
+    return out
+
+
+def _both_ways(tmp_path, monkeypatch, array, sources, reference_sources=None, labels=LABELS):
+    """The SEG as written, and as highdicom makes it whole (from full headers), read back as trees."""
+    from AdiposeSegLib.reporting import dicom_seg
+    from AdiposeSegLib.reporting.dicom_context import DicomContext
+
+    import datetime
+
+    now = datetime.datetime(2026, 12, 7, 12, 0, tzinfo=datetime.timezone.utc)
+
+    def context():
+        return DicomContext("m", "1", "x", slice_range=(0, len(array)), slice_count=len(array),
+                            run={"options": {"include_imat": 4 in labels}}, uid_root="1.2.3", now=now)
+
+    _, _, frames = dicom_seg.write_dicom_seg(array, sources, tmp_path / "fast.dcm", context())
+    with monkeypatch.context() as m:
+        m.setattr(dicom_seg, "_frame_plan", lambda *args: None)
+        _, _, whole_frames = dicom_seg.write_dicom_seg(array, reference_sources or sources, tmp_path / "whole.dcm",
+                                                       context())
+    assert frames == whole_frames
+    return [_as_tree(pydicom.dcmread(str(tmp_path / name))) for name in ("fast.dcm", "whole.dcm")]
+
+
+def _series(files, count):
+    """`count` source headers made from the shared 3-slice series: UIDs and positions continued 1 mm apart."""
+    from AdiposeSegLib.reporting.dicom_seg import read_sources
+
+    first = read_sources([str(files[0])])[0]
+    out = []
+    for k in range(count):
+        ds = copy.deepcopy(first)
+        ds.SOPInstanceUID = f"1.2.826.0.1.3680043.8.498.{k + 1}"
+        ds.ImagePositionPatient = [first.ImagePositionPatient[0], first.ImagePositionPatient[1],
+                                   float(first.ImagePositionPatient[2]) - k]
+        out.append(ds)
+    return out
+
+
+def _labels(count, rows, cols):
+    array = np.zeros((count, rows, cols), np.uint8)
+    yy, xx = np.mgrid[:rows, :cols]
+    r = np.hypot(yy - rows / 2, xx - cols / 2) / (min(rows, cols) / 2)
+    array[:, r < 0.9], array[:, r < 0.75], array[:, r < 0.6], array[:, r < 0.2] = 1, 4, 2, 0
+    array[:, (r > 0.4) & (r < 0.45)] = 3
+    return array
+
+
+def test_seg_frames_are_highdicoms_element_for_element(dcmqi_series, tmp_path, monkeypatch):
+    from AdiposeSegLib.reporting.dicom_seg import read_sources
+    from AdiposeSegLib.reading.dicom_headers import read_header
+
+    files = sorted(dcmqi_series.glob("*.dcm"))
+    sources = read_sources([str(f) for f in files])
+    array = _labels(3, int(sources[0].Rows), int(sources[0].Columns))
+    array[1] = 0                              # an empty plane: left out, the dimension index skips it
+    array[2][array[2] == 4] = 0               # IMAT absent on one plane
+    cases = {"as read": (array, sources), "head first": (array[::-1], sources[::-1]),
+             "nothing labelled": (np.zeros_like(array), sources)}
+    for name, (labels, srcs) in cases.items():
+        fast, whole = _both_ways(tmp_path, monkeypatch, labels, srcs)
+        assert fast == whole, name
+    fast, whole = _both_ways(tmp_path, monkeypatch, array, sources, labels=(1, 2, 3))   # --no-imat
+    assert fast == whole and [item["SegmentLabel"][1] for item in fast["SegmentSequence"]] == ["SAT", "VAT", "Muscle"]
+    # the headers as the reader keeps them (no second read of files 2..n) give the same SEG
+    headers = [read_header(str(f)) for f in files]
+    fast, whole = _both_ways(tmp_path, monkeypatch, array, read_sources(headers), reference_sources=sources)
+    assert fast == whole
+    assert int(fast["NumberOfFrames"][1]) == 4 + 3   # 4 segments on plane 0, 3 on plane 2
+
+
+def test_seg_frames_pack_across_frames_when_a_frame_is_not_whole_bytes(dcmqi_series, tmp_path, monkeypatch):
+    """31 x 37 pixels a frame: DICOM's BINARY bit stream runs on across frame boundaries."""
+    sources = _series(sorted(dcmqi_series.glob("*.dcm")), 20)
+    for ds in sources:
+        ds.Rows, ds.Columns = 31, 37
+    array = _labels(20, 31, 37)
+    array[7] = 0
+    fast, whole = _both_ways(tmp_path, monkeypatch, array, sources)
+    (_, ours), (_, theirs) = fast.pop("PixelData"), whole.pop("PixelData")
+    assert fast == whole
+    assert int(fast["NumberOfFrames"][1]) == 4 * 19 and len(ours) == len(theirs) == (4 * 19 * 31 * 37 + 7) // 8 + 1
+    # the same bits; the odd length's pad byte is 0x00 as PS3.5 8.1.1 says (highdicom 0.28 pads with "0")
+    assert ours[:-1] == theirs[:-1] and ours[-1:] == b"\0"

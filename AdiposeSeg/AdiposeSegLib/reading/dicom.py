@@ -91,6 +91,7 @@ def read_slices(slices: list[Slice], source: str, info: dict) -> sitk.Image:
     _check_consistent(slices, source)
     ordered, geometry = _order_and_check(slices, source, info)
     info["volume_files"] = [s.path for s in ordered]  # slice k of the volume is this file (DICOM SEG frames refer to them)
+    info["volume_headers"] = ordered                  # their headers, for the SEG and SR (not read twice)
     array = _decode([s.path for s in ordered], source)
     return _build_image(array, ordered, geometry, info)
 
@@ -158,9 +159,10 @@ def _build_image(array: np.ndarray, ordered: list[Slice], geometry: dict, info: 
     return image
 
 
-def seg_sources(info: dict, wanted: bool | None) -> list[str] | None:
-    """The CT files a DICOM SEG of this result can refer to (slice k = file k), or None: not DICOM,
-    not wanted (None means: yes for DICOM input), or resampled onto another grid (noted)."""
+def seg_sources(info: dict, wanted: bool | None) -> list | None:
+    """The CT images a DICOM SEG of this result can refer to (slice k = image k: their headers as
+    read, or their files), or None: not DICOM, not wanted (None means: yes for DICOM input), or
+    resampled onto another grid (noted)."""
     files = info.get("volume_files")
     if wanted and not files:
         info.setdefault("notes", []).append("no DICOM SEG written (--dicom-seg): the input is not a DICOM series, so "
@@ -172,4 +174,5 @@ def seg_sources(info: dict, wanted: bool | None) -> list[str] | None:
         info["notes"].append("no DICOM SEG written: the series was resampled (gantry tilt), so its frames would not "
                              "lie on the source images")
         return None
-    return files
+    headers = info.get("volume_headers")
+    return list(headers) if headers and len(headers) == len(files) else files

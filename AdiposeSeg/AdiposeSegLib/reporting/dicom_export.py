@@ -37,7 +37,7 @@ def previous_sr(path: Path, study_uid: str):
         return None
 
 
-def write_dicom_pair(labels: sitk.Image, source_files: list[str], stage: Path, case_id: str, context: DicomContext,
+def write_dicom_pair(labels: sitk.Image, source_files: list, stage: Path, case_id: str, context: DicomContext,
                      totals: dict, replaces_dir: Path | None = None) -> tuple[dict, list[str], list[dict]]:
     """Write `<case>_seg.dcm` and `<case>_sr.dcm` into `stage`. Returns (staged files by name, notes,
     failures [{"output", "reason"}])."""
@@ -56,8 +56,7 @@ def write_dicom_pair(labels: sitk.Image, source_files: list[str], stage: Path, c
             if len(source_files) != labels.GetSize()[2]:
                 raise SegNotWritten(f"{len(source_files)} source files for {labels.GetSize()[2]} slices")
             sources = read_sources([source_files[i] for i in indices])
-            array = sitk.GetArrayViewFromImage(labels)[indices]
-            staged[seg_name], seg = write_dicom_seg(np.ascontiguousarray(array), sources, stage / seg_name, context)
+            staged[seg_name], seg, frames = write_dicom_seg(_slices(labels, indices), sources, stage / seg_name, context)
         except Exception as exc:   # an optional output: said, never fatal
             reason = _reason(exc)
             notes.append(f"no DICOM SEG (nor SR) written: {reason}")
@@ -72,7 +71,7 @@ def write_dicom_pair(labels: sitk.Image, source_files: list[str], stage: Path, c
             if replaces_dir is not None and context.predecessor is None:
                 context.predecessor = previous_sr(replaces_dir / sr_name, str(sources[0].StudyInstanceUID))
             by_slice = dict(zip(indices, sources))
-            staged[sr_name], sr_notes = write_dicom_sr(seg, sources, by_slice, totals, context, stage / sr_name)
+            staged[sr_name], sr_notes = write_dicom_sr(seg, frames, sources, by_slice, totals, context, stage / sr_name)
             notes += sr_notes
             if context.predecessor is not None:
                 notes.append(f"the DICOM SR replaces the earlier one ({context.predecessor.SOPInstanceUID}), "
@@ -83,6 +82,17 @@ def write_dicom_pair(labels: sitk.Image, source_files: list[str], stage: Path, c
             notes.append(f"no DICOM SR written: {reason}")
             failures.append({"output": "DICOM SR", "kind": "failed", "reason": reason, "error": exc.__class__.__name__})
     return staged, notes, failures
+
+
+def _slices(labels: sitk.Image, indices: list[int]) -> np.ndarray:
+    """The label slices on those files: a view where they are a run (a whole scan: no copy), else a copy."""
+    array = sitk.GetArrayViewFromImage(labels)
+    if len(indices) > 1 and all(b - a == indices[1] - indices[0] for a, b in zip(indices, indices[1:])) \
+            and abs(indices[1] - indices[0]) == 1:
+        step = indices[1] - indices[0]
+        stop = indices[-1] + step
+        return array[indices[0]:stop if stop >= 0 else None:step]
+    return array[indices]
 
 
 def _reason(exc: Exception) -> str:

@@ -16,6 +16,7 @@ import numpy as np
 from ..tissues import COLORS, LABELS, NAMES, TERMINOLOGY
 from .dicom_context import DicomContext, coded
 from .safe_write import atomic_path
+from .seg_frames import fill_frames, plan_frames, save
 
 
 class SegNotWritten(Exception):
@@ -29,19 +30,44 @@ COPIED_TYPE2 = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "S
 REFERENCE_UIDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID")
 
 
-def read_sources(volume_files: list[str]) -> list:
-    """The source CT headers, as highdicom takes them: a Type 2 attribute the source lacks is added
-    empty (the file itself is never touched)."""
+def read_sources(volume_sources: list) -> list:
+    """The source CT headers, as highdicom takes them. The first is read in full (highdicom copies its
+    patient, study and equipment modules); the others need only their UIDs and plane, made from the
+    reader's headers (a reading.dicom_headers.Slice: no second read of the files) or, for a path
+    (Slicer's DICOM database), read without pixels. A Type 2 attribute the first lacks is added empty
+    (the file itself is never touched)."""
     import pydicom
 
-    sources = [pydicom.dcmread(f, stop_before_pixels=True) for f in volume_files]
-    for ds in sources:
+    sources = []
+    for k, item in enumerate(volume_sources):
+        if k and hasattr(item, "sop_uid"):
+            sources.append(_reference(item))
+            continue
+        ds = pydicom.dcmread(getattr(item, "path", item), stop_before_pixels=True)
         if "SpecificCharacterSet" in ds and not ds.SpecificCharacterSet:
             del ds.SpecificCharacterSet   # an empty value means the default repertoire; highdicom refuses ""
         for name in COPIED_TYPE2:
             if name not in ds:
                 setattr(ds, name, "")
+        sources.append(ds)
     return sources
+
+
+def _reference(header):
+    """What the SEG and SR use of a source image besides the first: its UIDs and its plane."""
+    from pydicom.dataset import Dataset
+
+    ds = Dataset()
+    ds.SOPClassUID = header.header.get("SOPClassUID", "")
+    ds.SOPInstanceUID = header.sop_uid
+    ds.StudyInstanceUID = header.header.get("StudyInstanceUID", "")
+    ds.SeriesInstanceUID = header.series_uid
+    ds.FrameOfReferenceUID = header.header.get("FrameOfReferenceUID", "")
+    if header.position is not None:
+        ds.ImagePositionPatient = list(header.position)
+    if header.orientation is not None:
+        ds.ImageOrientationPatient = list(header.orientation)
+    return ds
 
 
 def check_references(sources: list) -> None:
@@ -55,7 +81,8 @@ def check_references(sources: list) -> None:
 
 def write_dicom_seg(array: np.ndarray, sources: list, out_path: str | os.PathLike, context: DicomContext):
     """array: (slices, rows, cols) labels, slice k on `sources[k]` (the analysed CT images).
-    Returns the path and the Segmentation dataset (for the SR that refers to it)."""
+    Returns the path, the Segmentation dataset (for the SR that refers to it) and its frames as
+    (segment number, source SOP Instance UID) pairs."""
     try:
         import highdicom as hd
     except ImportError:
@@ -84,20 +111,57 @@ def write_dicom_seg(array: np.ndarray, sources: list, out_path: str | os.PathLik
         pixels = pixels.copy()
         for label in set(LABELS) - set(context.labels):
             pixels[pixels == label] = 0
-    seg = hd.seg.Segmentation(
-        source_images=sources, pixel_array=pixels,
-        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=descriptions, series_instance_uid=context.uid(), series_number=context.series_number,
-        sop_instance_uid=context.uid(), instance_number=1, manufacturer="AdiposeSeg",
-        manufacturer_model_name=context.model_name, software_versions=context.software_version,
-        device_serial_number="0", series_description=context.series_description("SEG"),
-        content_label="ADIPOSESEG", content_description=context.content_description(),
-        content_creator_name=context.content_creator or None,
-        series_date=context.now.date(), series_time=context.now.time(),
-        content_date=context.now.date(), content_time=context.now.time())
+
+    def segmentation(images, pixel_array):
+        return hd.seg.Segmentation(
+            source_images=images, pixel_array=pixel_array,
+            segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+            segment_descriptions=descriptions, series_instance_uid=series_uid, series_number=context.series_number,
+            sop_instance_uid=sop_uid, instance_number=1, manufacturer="AdiposeSeg",
+            manufacturer_model_name=context.model_name, software_versions=context.software_version,
+            device_serial_number="0", series_description=context.series_description("SEG"),
+            content_label="ADIPOSESEG", content_description=context.content_description(),
+            content_creator_name=context.content_creator or None,
+            series_date=context.now.date(), series_time=context.now.time(),
+            content_date=context.now.date(), content_time=context.now.time())
+
+    series_uid, sop_uid = context.uid(), context.uid()
+    segments = sorted(context.labels)
+    plan = _frame_plan(pixels, segments, sources)
+    if plan is None:
+        seg = segmentation(sources, pixels)
+        frames = {(int(item.SegmentIdentificationSequence[0].ReferencedSegmentNumber),
+                   str(item.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID))
+                  for item in seg.get("PerFrameFunctionalGroupsSequence", [])
+                  if "SegmentIdentificationSequence" in item and "DerivationImageSequence" in item}
+    else:   # highdicom on one plane holding each segment, the frames encoded from it (seg_frames)
+        template = np.zeros((1,) + pixels.shape[1:], np.uint8)
+        template.flat[:len(segments)] = segments
+        seg = segmentation(sources[:1], template)
+        fill_frames(seg, plan, sources, pixels)
+        frames = {(segment, str(sources[plane].SOPInstanceUID)) for segment, plane in plan.frames}
     if not context.content_creator:
         seg.ContentCreatorName = ""   # Type 2: present, empty for an automatic result nobody has reviewed
     with atomic_path(out_path) as tmp:
-        seg.save_as(str(tmp))
-    return Path(out_path), seg
+        if plan is None:
+            seg.save_as(str(tmp))
+        else:
+            save(seg, str(tmp))
+    return Path(out_path), seg, frames
 
+
+
+def _frame_plan(pixels: np.ndarray, segments: list[int], sources: list):
+    """The frames to encode directly, or None where highdicom makes them itself (from full headers):
+    one segment (its identification is then shared, not per frame), labels beyond the segments (which
+    highdicom refuses), a source without a plane."""
+    if len(segments) < 2 or pixels.size == 0 or int(pixels.max()) > max(segments) or pixels.shape[2] < len(segments):
+        return None
+    try:
+        positions = np.array([[float(v) for v in ds.ImagePositionPatient] for ds in sources])
+        orientation = [float(v) for v in sources[0].ImageOrientationPatient]
+    except (AttributeError, TypeError, ValueError):
+        return None
+    if positions.shape != (len(sources), 3) or len(orientation) != 6:
+        return None
+    return plan_frames(pixels, segments, positions, orientation)

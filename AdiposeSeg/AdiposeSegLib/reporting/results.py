@@ -82,7 +82,7 @@ def _drop_optional(staged: dict, stage: Path, case_id: str, files: OutputFiles, 
 def summary_extra(identity: dict, key: dict, info: dict, **more) -> dict:
     """What a summary records besides the numbers: the input's identity, the run key, how the input
     was read (file lists left out: the identity's fingerprint covers them) and its quality flags."""
-    reading = {k: v for k, v in info.items() if k not in ("files", "volume_files")}
+    reading = {k: v for k, v in info.items() if k not in ("files", "volume_files", "volume_headers")}
     return {"input": identity, "run": key, "reading": reading, "quality": info.get("quality", {}), **more}
 
 
@@ -97,14 +97,14 @@ def write_results(
     overwrite: bool = False,
     extra: dict | None = None,
     patient: dict | None = None,
-    dicom_sources: list[str] | None = None,
+    dicom_sources: list | None = None,
     dicom_options: dict | None = None,
 ) -> OutputFiles:
     """Write a case's result set as a unit (staged, then moved into `out_dir`, the summary last).
 
     An earlier set of the same case id is an error unless `overwrite`; then it is replaced whole,
     and kept if writing the new one fails. `extra` goes into the summary (input identity, run key,
-    how the input was read, quality flags). `dicom_sources` (the CT files, slice k = file k) adds a
+    how the input was read, quality flags). `dicom_sources` (the CT images' headers or files, slice k = image k) adds a
     DICOM SEG and SR (`<case>_seg.dcm`, `<case>_sr.dcm`; `dicom_options`: uid_root, content_creator).
     An optional output (figure, SEG, SR) that fails is named in the summary's notes and
     `optional_outputs_failed`; the measurements are written all the same.
