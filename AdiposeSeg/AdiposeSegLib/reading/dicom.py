@@ -92,21 +92,21 @@ def read_slices(slices: list[Slice], source: str, info: dict) -> sitk.Image:
     ordered, geometry = _order_and_check(slices, source, info)
     info["volume_files"] = [s.path for s in ordered]  # slice k of the volume is this file (DICOM SEG frames refer to them)
     info["volume_headers"] = ordered                  # their headers, for the SEG and SR (not read twice)
-    array = _decode([s.path for s in ordered], source)
-    return _build_image(array, ordered, geometry, info)
+    return _build_image(_decode([s.path for s in ordered], source), ordered, geometry, info)
 
 
-def _decode(files: list[str], source: str) -> np.ndarray:
-    """(slices, rows, cols) in HU, in the given order; a file that does not decode is an error."""
+def _decode(files: list[str], source: str) -> sitk.Image | np.ndarray:
+    """(slices, rows, cols) in HU, in the given order: the series reader's image as it is (no copy of a
+    scan-sized array), or the files decoded one by one where it fails; a file that does not decode is
+    an error."""
     reader = sitk.ImageSeriesReader()
     reader.SetImageIO("GDCMImageIO")  # names without .dcm are DICOM too
     reader.SetFileNames(files)
     try:
         image = reader.Execute()
         _check_uncompressed_sizes(files, source)
-        array = sitk.GetArrayFromImage(image)
-        if array.shape[0] == len(files):
-            return array
+        if image.GetDimension() == 3 and image.GetSize()[2] == len(files):
+            return image
     except RuntimeError:
         pass
     return np.stack([_decode_one(f, source) for f in files])
@@ -133,7 +133,8 @@ def _decode_one(path: str, source: str) -> np.ndarray:
                 "the file is truncated or corrupt, so the series would have a gap. Copy the series again") from None
 
 
-def _build_image(array: np.ndarray, ordered: list[Slice], geometry: dict, info: dict) -> sitk.Image:
+def _build_image(volume: sitk.Image | np.ndarray, ordered: list[Slice], geometry: dict, info: dict) -> sitk.Image:
+    """The volume with the geometry the headers give (the reader's own image is kept, not copied)."""
     first = ordered[0]
     dy, dx = first.pixel_spacing
     if first.orientation is None:
@@ -146,11 +147,18 @@ def _build_image(array: np.ndarray, ordered: list[Slice], geometry: dict, info: 
     if np.any(shear):
         from scipy import ndimage
 
+        array = volume if isinstance(volume, np.ndarray) else sitk.GetArrayViewFromImage(volume)
         row, col = direction[:, 0], direction[:, 1]
         per_slice = np.array([np.dot(shear, col) / dy, np.dot(shear, row) / dx])  # (rows, cols) pixels per slice
         array = np.stack([ndimage.shift(array[k].astype(np.float32), k * per_slice, order=1, mode="constant",
                                         cval=-1024.0) for k in range(array.shape[0])])
-    image = sitk.GetImageFromArray(array)
+        image = sitk.GetImageFromArray(array)
+    elif isinstance(volume, np.ndarray):
+        image = sitk.GetImageFromArray(volume)
+    else:
+        image = volume
+        for key in image.GetMetaDataKeys():   # GDCM's tags of one file: not the volume's
+            image.EraseMetaData(key)
     image.SetSpacing((float(dx), float(dy), float(geometry["step"])))
     image.SetOrigin(tuple(float(v) for v in (first.position or (0.0, 0.0, 0.0))))
     image.SetDirection(tuple(direction.ravel()))

@@ -81,7 +81,8 @@ def check_references(sources: list) -> None:
 
 def write_dicom_seg(array: np.ndarray, sources: list, out_path: str | os.PathLike, context: DicomContext):
     """array: (slices, rows, cols) labels, slice k on `sources[k]` (the analysed CT images).
-    Returns the path, the Segmentation dataset (for the SR that refers to it) and its frames as
+    Returns the path, the Segmentation dataset (for the SR that refers to it; for a scan whose frames
+    were encoded directly, without its pixel data, which went straight to the file) and its frames as
     (segment number, source SOP Instance UID) pairs."""
     try:
         import highdicom as hd
@@ -146,7 +147,7 @@ def write_dicom_seg(array: np.ndarray, sources: list, out_path: str | os.PathLik
         if plan is None:
             seg.save_as(str(tmp))
         else:
-            save(seg, str(tmp))
+            save(seg, str(tmp), pixels, plan)
     return Path(out_path), seg, frames
 
 

@@ -75,11 +75,18 @@ def plan_frames(pixels: np.ndarray, segments: list[int], positions: np.ndarray, 
                 included=[int(k) for k in np.flatnonzero(any_plane)])
 
 
-def pack_frames(pixels: np.ndarray, frames: list[tuple[int, int]]) -> bytes:
-    """The frames' binary masks as one little-endian bit stream, padded to an even length (DICOM packs
-    across frame boundaries when a frame's pixel count is not a multiple of 8: the odd bits carry on)."""
+def pixel_length(pixels: np.ndarray, frames: list[tuple[int, int]]) -> int:
+    """Bytes of the frames' bit stream, padded to an even length."""
+    size = (len(frames) * pixels[0].size + 7) // 8
+    return size + size % 2
+
+
+def packed_frames(pixels: np.ndarray, frames: list[tuple[int, int]]):
+    """The frames' binary masks as one little-endian bit stream, in chunks of bytes, padded to an even
+    length (DICOM packs across frame boundaries when a frame's pixel count is not a multiple of 8: the
+    odd bits carry on)."""
     buffer = np.empty((PACK_CHUNK,) + pixels.shape[1:], bool)   # reused: no fresh pages per chunk
-    out, carry = [], np.empty(0, bool)
+    carry, written = np.empty(0, bool), 0
     for start in range(0, len(frames), PACK_CHUNK):
         part = frames[start:start + PACK_CHUNK]
         for i, (segment, plane) in enumerate(part):
@@ -89,18 +96,23 @@ def pack_frames(pixels: np.ndarray, frames: list[tuple[int, int]]) -> bytes:
             bits = np.concatenate([carry, bits])
             whole = bits.size - bits.size % 8
             bits, carry = bits[:whole], bits[whole:]
-        out.append(np.packbits(bits, bitorder="little").tobytes())
+        chunk = np.packbits(bits, bitorder="little").tobytes()
+        written += len(chunk)
+        yield chunk
     if carry.size:
-        out.append(np.packbits(carry, bitorder="little").tobytes())
-    data = b"".join(out)
-    return data + b"\0" if len(data) % 2 else data
+        written += 1
+        yield np.packbits(carry, bitorder="little").tobytes()
+    if written % 2:
+        yield b"\0"
+
+
+def _header(tag: int, vr: str, length: int) -> bytes:
+    head = struct.pack("<HH", tag >> 16, tag & 0xFFFF) + vr.encode("ascii")
+    return head + (b"\0\0" + struct.pack("<I", length) if vr in LONG_VRS else struct.pack("<H", length))
 
 
 def _element(tag: int, vr: str, value: bytes) -> bytes:
-    head = struct.pack("<HH", tag >> 16, tag & 0xFFFF) + vr.encode("ascii")
-    if vr in LONG_VRS:
-        return head + b"\0\0" + struct.pack("<I", len(value)) + value
-    return head + struct.pack("<H", len(value)) + value
+    return _header(tag, vr, len(value)) + value
 
 
 def _item(content: bytes) -> bytes:
@@ -220,24 +232,29 @@ def fill_frames(seg, plan: Plan, sources: list, pixels: np.ndarray) -> None:
     value = per_frame_bytes(templates, plan, sources)
     seg.NumberOfFrames = len(frames)
     seg[PER_FRAME] = RawDataElement(Tag(PER_FRAME), "SQ", len(value), value, 0, False, True)
-    seg.PixelData = pack_frames(pixels, frames)
-    if any(tag > PER_FRAME and tag != PIXEL_DATA for tag in seg.keys()) or int(seg.BitsAllocated) != 1:
+    if PIXEL_DATA in seg:
+        del seg[PIXEL_DATA]      # the template's; the scan's is streamed to the file by save()
+    if any(tag > PER_FRAME for tag in seg.keys()) or int(seg.BitsAllocated) != 1:
         raise ValueError("the SEG has elements after its frames, or is not bit-packed, which this writer does not expect")
 
 
-def save(seg, path: str) -> None:
-    """Write a SEG whose frames fill_frames encoded: pydicom writes everything before them, the two
-    elements that hold them follow as bytes (pydicom's writer would parse the raw sequence back into
-    ~27,000 Datasets to check their VRs, which costs more than building them)."""
-    frames, pixels = seg.get_item(PER_FRAME), seg.get_item(PIXEL_DATA)
-    del seg[PER_FRAME], seg[PIXEL_DATA]
+def save(seg, path: str, pixels: np.ndarray, plan: Plan) -> None:
+    """Write a SEG whose frames fill_frames encoded: pydicom writes everything before them; the Per-frame
+    Functional Groups follow as bytes (pydicom's writer would parse the raw sequence back into ~27,000
+    Datasets to check their VRs, which costs more than building them), then the pixel data, packed
+    and written chunk by chunk (never held whole: 107 MB for 807 slices)."""
+    frames = seg.get_item(PER_FRAME)
+    del seg[PER_FRAME]
     try:
         seg.save_as(path)
     finally:
-        seg[PER_FRAME], seg[PIXEL_DATA] = frames, pixels
+        seg[PER_FRAME] = frames
     with open(path, "ab") as f:
-        f.write(_element(PER_FRAME, "SQ", frames.value))
-        f.write(_element(PIXEL_DATA, "OB", pixels.value))
+        f.write(_header(PER_FRAME, "SQ", len(frames.value)))
+        f.write(frames.value)
+        f.write(_header(PIXEL_DATA, "OB", pixel_length(pixels, plan.frames)))
+        for chunk in packed_frames(pixels, plan.frames):
+            f.write(chunk)
 
 
 def measures_orientation(seg) -> list[float]:
