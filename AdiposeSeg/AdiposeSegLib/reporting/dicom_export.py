@@ -56,7 +56,7 @@ def write_dicom_pair(labels: sitk.Image, source_files: list, stage: Path, case_i
             if len(source_files) != labels.GetSize()[2]:
                 raise SegNotWritten(f"{len(source_files)} source files for {labels.GetSize()[2]} slices")
             sources = read_sources([source_files[i] for i in indices])
-            staged[seg_name], seg, frames = write_dicom_seg(_slices(labels, indices), sources, stage / seg_name, context)
+            staged[seg_name], seg, labelled = write_dicom_seg(_slices(labels, indices), sources, stage / seg_name, context)
         except Exception as exc:   # an optional output: said, never fatal
             reason = _reason(exc)
             notes.append(f"no DICOM SEG (nor SR) written: {reason}")
@@ -71,7 +71,7 @@ def write_dicom_pair(labels: sitk.Image, source_files: list, stage: Path, case_i
             if replaces_dir is not None and context.predecessor is None:
                 context.predecessor = previous_sr(replaces_dir / sr_name, str(sources[0].StudyInstanceUID))
             by_slice = dict(zip(indices, sources))
-            staged[sr_name], sr_notes = write_dicom_sr(seg, frames, sources, by_slice, totals, context, stage / sr_name)
+            staged[sr_name], sr_notes = write_dicom_sr(seg, labelled, sources, by_slice, totals, context, stage / sr_name)
             notes += sr_notes
             if context.predecessor is not None:
                 notes.append(f"the DICOM SR replaces the earlier one ({context.predecessor.SOPInstanceUID}), "
@@ -87,11 +87,9 @@ def write_dicom_pair(labels: sitk.Image, source_files: list, stage: Path, case_i
 def _slices(labels: sitk.Image, indices: list[int]) -> np.ndarray:
     """The label slices on those files: a view where they are a run (a whole scan: no copy), else a copy."""
     array = sitk.GetArrayViewFromImage(labels)
-    if len(indices) > 1 and all(b - a == indices[1] - indices[0] for a, b in zip(indices, indices[1:])) \
-            and abs(indices[1] - indices[0]) == 1:
-        step = indices[1] - indices[0]
-        stop = indices[-1] + step
-        return array[indices[0]:stop if stop >= 0 else None:step]
+    step = indices[1] - indices[0] if len(indices) > 1 else 1
+    if indices and abs(step) == 1 and list(indices) == list(range(indices[0], indices[-1] + step, step)):
+        return array[indices[0]::step][:len(indices)]
     return array[indices]
 
 

@@ -16,7 +16,7 @@ import numpy as np
 from ..tissues import COLORS, LABELS, NAMES, TERMINOLOGY
 from .dicom_context import DicomContext, coded
 from .safe_write import atomic_path
-from .seg_frames import fill_frames, plan_frames, save
+from .seg_frames import fill_frames, plan_frames, presence, save
 
 
 class SegNotWritten(Exception):
@@ -82,8 +82,8 @@ def check_references(sources: list) -> None:
 def write_dicom_seg(array: np.ndarray, sources: list, out_path: str | os.PathLike, context: DicomContext):
     """array: (slices, rows, cols) labels, slice k on `sources[k]` (the analysed CT images).
     Returns the path, the Segmentation dataset (for the SR that refers to it; for a scan whose frames
-    were encoded directly, without its pixel data, which went straight to the file) and its frames as
-    (segment number, source SOP Instance UID) pairs."""
+    were encoded directly, without its pixel data, which went straight to the file) and where each
+    segment has pixels, as (segment number, source SOP Instance UID) pairs."""
     try:
         import highdicom as hd
     except ImportError:
@@ -128,19 +128,16 @@ def write_dicom_seg(array: np.ndarray, sources: list, out_path: str | os.PathLik
 
     series_uid, sop_uid = context.uid(), context.uid()
     segments = sorted(context.labels)
-    plan = _frame_plan(pixels, segments, sources)
+    present = presence(pixels, segments)
+    labelled = {(segment, str(sources[k].SOPInstanceUID)) for segment in segments for k in np.flatnonzero(present[segment])}
+    plan = _frame_plan(pixels, present, sources)
     if plan is None:
         seg = segmentation(sources, pixels)
-        frames = {(int(item.SegmentIdentificationSequence[0].ReferencedSegmentNumber),
-                   str(item.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID))
-                  for item in seg.get("PerFrameFunctionalGroupsSequence", [])
-                  if "SegmentIdentificationSequence" in item and "DerivationImageSequence" in item}
     else:   # highdicom on one plane holding each segment, the frames encoded from it (seg_frames)
         template = np.zeros((1,) + pixels.shape[1:], np.uint8)
         template.flat[:len(segments)] = segments
         seg = segmentation(sources[:1], template)
         fill_frames(seg, plan, sources, pixels)
-        frames = {(segment, str(sources[plane].SOPInstanceUID)) for segment, plane in plan.frames}
     if not context.content_creator:
         seg.ContentCreatorName = ""   # Type 2: present, empty for an automatic result nobody has reviewed
     with atomic_path(out_path) as tmp:
@@ -148,15 +145,15 @@ def write_dicom_seg(array: np.ndarray, sources: list, out_path: str | os.PathLik
             seg.save_as(str(tmp))
         else:
             save(seg, str(tmp), pixels, plan)
-    return Path(out_path), seg, frames
+    return Path(out_path), seg, labelled
 
 
-
-def _frame_plan(pixels: np.ndarray, segments: list[int], sources: list):
+def _frame_plan(pixels: np.ndarray, present: dict, sources: list):
     """The frames to encode directly, or None where highdicom makes them itself (from full headers):
     one segment (its identification is then shared, not per frame), labels beyond the segments (which
     highdicom refuses), a source without a plane."""
-    if len(segments) < 2 or pixels.size == 0 or int(pixels.max()) > max(segments) or pixels.shape[2] < len(segments):
+    segments = list(present)
+    if len(segments) < 2 or pixels.size == 0 or int(pixels.max()) > max(segments) or pixels[0].size < len(segments):
         return None
     try:
         positions = np.array([[float(v) for v in ds.ImagePositionPatient] for ds in sources])
@@ -165,4 +162,4 @@ def _frame_plan(pixels: np.ndarray, segments: list[int], sources: list):
         return None
     if positions.shape != (len(sources), 3) or len(orientation) != 6:
         return None
-    return plan_frames(pixels, segments, positions, orientation)
+    return plan_frames(present, positions, orientation)

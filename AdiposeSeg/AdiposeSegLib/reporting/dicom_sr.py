@@ -21,10 +21,10 @@ from .dicom_context import DicomContext, coded
 from .safe_write import atomic_path
 
 
-def write_dicom_sr(seg, frames: set, sources: list, source_of_input_slice: dict, totals: dict, context: DicomContext,
+def write_dicom_sr(seg, labelled: set, sources: list, source_of_input_slice: dict, totals: dict, context: DicomContext,
                    out_path: str | os.PathLike) -> tuple[Path, list[str]]:
-    """seg: the DICOM SEG written for `sources` (the analysed CT headers), `frames` its (segment number,
-    source SOP Instance UID) pairs (write_dicom_seg's); source_of_input_slice maps
+    """seg: the DICOM SEG written for `sources` (the analysed CT headers), `labelled` where each segment has
+    pixels, as (segment number, source SOP Instance UID) pairs (write_dicom_seg's); source_of_input_slice maps
     an input slice number (the levels' `input_slice`) to its header. Returns the path and notes
     (what was left out and why)."""
     import highdicom as hd
@@ -44,7 +44,7 @@ def write_dicom_sr(seg, frames: set, sources: list, source_of_input_slice: dict,
         l3_algorithm = algorithm(context.l3_parameters())
         areas = {"SAT": l3["SAT_cm2"], "VAT": l3["VAT_cm2"], "Muscle": l3["SMA_cm2"], "IMAT": l3["IMAT_cm2"]}
         for label in context.labels:
-            if label not in present or (label, str(ct.SOPInstanceUID)) not in frames:
+            if label not in present or (label, str(ct.SOPInstanceUID)) not in labelled:
                 notes.append(f"{NAMES[label]} is empty on the L3 slice: no L3 group for it in the DICOM SR")
                 continue
             measurements = [hd.sr.Measurement(name=codes.SCT.Area, value=float(areas[NAMES[label]]),

@@ -56,8 +56,8 @@ def plane_sort_index(positions: np.ndarray, orientation) -> np.ndarray:
     return order
 
 
-def plan_frames(pixels: np.ndarray, segments: list[int], positions: np.ndarray, orientation) -> Plan:
-    """pixels: (planes, rows, cols) labels, plane k on source k."""
+def presence(pixels: np.ndarray, segments: list[int]) -> dict[int, np.ndarray]:
+    """For each segment, on which planes it has pixels."""
     present = {segment: np.zeros(len(pixels), bool) for segment in segments}
     buffer = np.empty((PACK_CHUNK,) + pixels.shape[1:], bool)
     for start in range(0, len(pixels), PACK_CHUNK):
@@ -65,12 +65,18 @@ def plan_frames(pixels: np.ndarray, segments: list[int], positions: np.ndarray, 
         for segment in segments:
             mask = np.equal(chunk, segment, out=buffer[:len(chunk)])
             present[segment][start:start + len(chunk)] = mask.reshape(len(chunk), -1).any(axis=1)
+    return present
+
+
+def plan_frames(present: dict[int, np.ndarray], positions: np.ndarray, orientation) -> Plan:
+    """present: presence() of the labels, plane k on source k."""
+    segments = list(present)
     any_plane = np.logical_or.reduce([present[s] for s in segments])
     if not any_plane.any():   # nothing labelled: highdicom then keeps every frame, empty
         any_plane[:] = True
         present = {segment: any_plane for segment in segments}
     order = [int(k) for k in plane_sort_index(positions, orientation) if any_plane[k]]
-    return Plan(segments=list(segments), planes={s: [k for k in order if present[s][k]] for s in segments},
+    return Plan(segments=segments, planes={s: [k for k in order if present[s][k]] for s in segments},
                 dimension_index={k: rank for rank, k in enumerate(order, start=1)},
                 included=[int(k) for k in np.flatnonzero(any_plane)])
 
