@@ -116,6 +116,11 @@ def test_training_labels_get_the_wall_layer_a_model_left_out():
     organ = (truth == 0) & (hu > 0) & (depth >= 41)
     assert (new[organ] == old[organ]).all(), "nothing outside the wall changes"
     assert counts["muscle_added"] >= 0.9 * transversus.sum()
+    ignored, ignored_counts = with_wall_layer(hu[None], old[None], spacing, planes="ignore")
+    fat_plane = (new == 4) & (old != 4)             # the planes the first call made IMAT
+    assert fat_plane[plane & (hu < -30)].mean() >= 0.8
+    assert (ignored[0][fat_plane] == 255).all(), "planes='ignore': the fat planes carry no label"
+    assert (ignored[0][~fat_plane] == new[~fat_plane]).all() and ignored_counts["imat_added"] == 0
 
 
 def test_rib_level_reference_leaves_out_the_pressed_arm_the_liver_and_the_spleen(dicom_j2k):

@@ -109,14 +109,14 @@ def _wall_layer(args) -> int:
         canon = to_canonical(ct_image)
         hu = sitk.GetArrayFromImage(canon).astype("float32")
         labels = sitk.GetArrayFromImage(to_canonical(labels_image)).astype("uint8")
-        new, counts = with_wall_layer(hu, labels, (canon.GetSpacing()[1], canon.GetSpacing()[0]))
+        new, counts = with_wall_layer(hu, labels, (canon.GetSpacing()[1], canon.GetSpacing()[0]), planes=args.planes)
         image = sitk.GetImageFromArray(new)
         image.CopyInformation(canon)
         image = from_canonical(image, labels_image)
         sitk.WriteImage(ct_image, str(out / f"{name}.nii.gz"))
         sitk.WriteImage(sitk.Cast(image, sitk.sitkUInt8), str(out / f"{name}_labels.nii.gz"))
         print(f"{name}: {counts['muscle_added']} voxels of the wall's layers made Muscle, {counts['imat_added']} of the fat "
-              f"planes between them IMAT, {counts['ignored']} ignored")
+              f"planes between them IMAT, {counts['ignored']} ignored (planes: {args.planes})")
     return 0
 
 
@@ -202,6 +202,8 @@ def main(argv=None) -> int:
                                           "definitions (training/definition_reference.py) made Muscle")
     w.add_argument("--data", required=True, help="a folder of NAME.nii.gz + NAME_labels.nii.gz pairs")
     w.add_argument("--out", required=True)
+    w.add_argument("--planes", choices=("imat", "ignore"), default="imat",
+                   help="the fat planes between the wall's layers: IMAT (default) or ignored (255) in training")
     w.set_defaults(func=_wall_layer)
 
     args = p.parse_args(argv)

@@ -578,11 +578,15 @@ def load_corrections(case: str, path: Path = CORRECTIONS) -> list[dict]:
     return json.loads(path.read_text()).get(case, [])
 
 
-def with_wall_layer(hu: np.ndarray, labels: np.ndarray, spacing_rc, rules: Rules = Rules()) -> tuple[np.ndarray, dict]:
+def with_wall_layer(hu: np.ndarray, labels: np.ndarray, spacing_rc, rules: Rules = Rules(),
+                    planes: str = "imat") -> tuple[np.ndarray, dict]:
     """Training labels (canonical volume) given the wall's layer stack drawn by the definition: its
     muscle-range voxels that the labels call anything but Muscle or IMAT become Muscle, the fat planes
-    between its layers IMAT, and its unsure bands are ignored where the labels do not already say Muscle. Nothing else changes (the
+    between its layers IMAT (planes="ignore": ignored, so that no label teaches what they are), and its
+    unsure bands are ignored where the labels do not already say Muscle. Nothing else changes (the
     spine's muscles and the fat keep the labels' own). Returns the labels and voxel counts."""
+    if planes not in ("imat", "ignore"):
+        raise ValueError(f"planes must be 'imat' or 'ignore', not {planes!r}")
     out = labels.copy()
     added = imat = unsure = 0
     for k in range(hu.shape[0]):
@@ -591,12 +595,12 @@ def with_wall_layer(hu: np.ndarray, labels: np.ndarray, spacing_rc, rules: Rules
         if not parts:
             continue
         add = parts["wall"] & ~np.isin(out[k], (MUSCLE, IMAT, IGNORE))
-        planes = parts["wall_fat"] & ~np.isin(out[k], (MUSCLE, IMAT, IGNORE)) & ~add
-        band = parts["unsure"] & (out[k] != MUSCLE) & ~add & ~planes
+        fat_planes = parts["wall_fat"] & ~np.isin(out[k], (MUSCLE, IMAT, IGNORE)) & ~add
+        band = parts["unsure"] & (out[k] != MUSCLE) & ~add & ~fat_planes
         out[k][add] = MUSCLE
-        out[k][planes] = IMAT
+        out[k][fat_planes] = IMAT if planes == "imat" else IGNORE
         out[k][band] = IGNORE
         added += int(add.sum())
-        imat += int(planes.sum())
-        unsure += int(band.sum())
+        imat += int(fat_planes.sum()) if planes == "imat" else 0
+        unsure += int(band.sum()) + (int(fat_planes.sum()) if planes == "ignore" else 0)
     return out, {"muscle_added": added, "imat_added": imat, "ignored": unsure}
