@@ -13,6 +13,7 @@ slicer = pytest.importorskip("slicer", reason="slicer-core is part of the test r
 
 from scene_helpers import paint  # noqa: E402
 from AdiposeSegLib.errors import AdiposeSegError  # noqa: E402
+from AdiposeSegLib.reading.dicom import seg_sources  # noqa: E402
 from AdiposeSegLib.reading.image_io import read_ct  # noqa: E402
 from AdiposeSegLib.reporting.dicom_seg import COPIED_TYPE2  # noqa: E402
 from AdiposeSegLib.scene import volume_node_from_image  # noqa: E402
@@ -61,6 +62,17 @@ def test_export_of_an_edited_segmentation_is_valid_and_holds_the_edit(logic, sce
     again = logic.exportDicom(node, seg_node, sources, tmp_path / "export", caseId="ct", overwrite=True)
     sr = pydicom.dcmread(again["files"]["ct_sr.dcm"])
     assert "PredecessorDocumentsSequence" in sr
+    # the browser app passes the reader's headers instead of the files: the same SEG, no header re-read
+    headers = seg_sources(info, None)
+    assert [h.path for h in headers] == files
+    light = logic.exportDicom(node, seg_node, headers, tmp_path / "light", caseId="ct")
+    assert light["failures"] == []
+    light_seg, full_seg = pydicom.dcmread(light["files"]["ct_seg.dcm"]), pydicom.dcmread(again["files"]["ct_seg.dcm"])
+    assert light_seg.PixelData == full_seg.PixelData and light_seg.NumberOfFrames == full_seg.NumberOfFrames
+    assert [(f.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID,
+             f.PlanePositionSequence[0].ImagePositionPatient) for f in light_seg.PerFrameFunctionalGroupsSequence] == \
+        [(f.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID,
+          f.PlanePositionSequence[0].ImagePositionPatient) for f in full_seg.PerFrameFunctionalGroupsSequence]
 
 
 def test_export_refuses_a_volume_not_loaded_from_dicom(logic, scene, example_ct_sm, tmp_path):

@@ -30,9 +30,11 @@ def dicom_source_files(volumeNode, file_for_instance) -> list[str]:
     return [file_for_instance(uid) for uid in uids]
 
 
-def export_dicom(logic, volumeNode, segmentationNode, sourceFiles: list[str], outputDir: str | os.PathLike,
+def export_dicom(logic, volumeNode, segmentationNode, sourceFiles: list, outputDir: str | os.PathLike,
                  caseId: str | None = None, contentCreator: str = "", overwrite: bool = False) -> dict:
     """Write `<case>_seg.dcm` and `<case>_sr.dcm` of the segmentation as it is now into outputDir.
+    sourceFiles: the CT's files in slice order, or the reader's headers of them (reading.dicom_headers.Slice,
+    as the browser app keeps them: their UIDs and planes are not read again).
     Returns {"files": {...}, "notes": [...], "failures": [...]}; raises when nothing can be written."""
     from .. import __version__
     from .volumes import _processed_slices, image_from_volume_node
@@ -45,7 +47,8 @@ def export_dicom(logic, volumeNode, segmentationNode, sourceFiles: list[str], ou
     ct = image_from_volume_node(volumeNode)
     if len(sourceFiles) != ct.GetSize()[2]:
         raise AdiposeSegError(f"{len(sourceFiles)} DICOM files for the {ct.GetSize()[2]} slices of {volumeNode.GetName()}")
-    missing = [f for f in sourceFiles if not f or not Path(f).is_file()]
+    paths = [getattr(f, "path", f) for f in sourceFiles]
+    missing = [f for f in paths if not f or not Path(f).is_file()]
     if missing:
         raise AdiposeSegError(f"{len(missing)} of the CT's DICOM files are gone from the DICOM database folder "
                               f"(e.g. {missing[0] or 'an unknown file'}): import the series again")
