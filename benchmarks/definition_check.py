@@ -65,7 +65,7 @@ def print_table(title: str, table: dict) -> None:
     print("| tissue | Dice | volume | missed voxels | extra voxels |")
     print("| --- | --- | --- | --- | --- |")
     for name, (d, vol, miss, extra) in table.items():
-        print(f"| {name} | {d:.3f} | {vol:+.1f}% | {miss} | {extra} |")
+        print(f"| {name} | {d:.4f} | {vol:+.1f}% | {miss} | {extra} |")
 
 
 def figure(path: Path, hu: np.ndarray, pred: np.ndarray, ref: np.ndarray, ts: np.ndarray | None, slices: list[int],
