@@ -27,8 +27,10 @@ def _bounding_box(mask: np.ndarray) -> tuple[slice, ...]:
 # 3: arms lying apart beside the trunk are not measured (trunk.clear_arms; the include_arms option).
 # 4: the rims the network leaves short are taken back within 2.5 mm: muscle-range voxels it called SAT
 # join the muscle (muscle_rim), fat-range voxels it called background join SAT (sat_rim). 5: body
-# parts are told apart at -400 HU (trunk.SPLIT_HU): an arm lying on the flank is cleared too.
-LABEL_RULES = 5
+# parts are told apart at -400 HU (trunk.SPLIT_HU): an arm lying on the flank is cleared too. 6: the SAT
+# rim is no longer cut off at the edge of a batch's window (pipeline.widened): a slice's labels no
+# longer depend on the batch size (8 pixels on some slices of the real series).
+LABEL_RULES = 6
 
 
 def gate(classes: np.ndarray, hu: np.ndarray, windows: HUWindows, include_imat: bool = True) -> np.ndarray:
@@ -80,6 +82,11 @@ def muscle_rim(labels: np.ndarray, classes: np.ndarray, hu: np.ndarray, windows:
     return _grow_label(labels, MUSCLE, take, pixel_mm)
 
 
+def rim_reach_pixels(pixel_mm: float) -> int:
+    """How many pixels (4-connected steps) the rims grow a label beyond the network's tissue."""
+    return max(1, int(round(RIM_MM / pixel_mm)))
+
+
 def sat_rim(labels: np.ndarray, classes: np.ndarray, hu: np.ndarray, windows: HUWindows, pixel_mm: float) -> np.ndarray:
     """Fat-range voxels the network called background, next to SAT, are SAT.
 
@@ -103,7 +110,7 @@ def _grow_label(labels: np.ndarray, label: int, allowed: np.ndarray, pixel_mm: f
     region, allowed = labels[box], allowed[box]
     seed = region == label
     grown = seed
-    for _ in range(max(1, int(round(RIM_MM / pixel_mm)))):
+    for _ in range(rim_reach_pixels(pixel_mm)):
         step = _grown(grown) & allowed
         if not (step & ~grown).any():
             break
