@@ -69,10 +69,13 @@ def test_export_of_an_edited_segmentation_is_valid_and_holds_the_edit(logic, sce
     assert light["failures"] == []
     light_seg, full_seg = pydicom.dcmread(light["files"]["ct_seg.dcm"]), pydicom.dcmread(again["files"]["ct_seg.dcm"])
     assert light_seg.PixelData == full_seg.PixelData and light_seg.NumberOfFrames == full_seg.NumberOfFrames
-    assert [(f.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID,
-             f.PlanePositionSequence[0].ImagePositionPatient) for f in light_seg.PerFrameFunctionalGroupsSequence] == \
-        [(f.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID,
-          f.PlanePositionSequence[0].ImagePositionPatient) for f in full_seg.PerFrameFunctionalGroupsSequence]
+    assert _frames(light_seg) == _frames(full_seg)
+
+
+def _frames(seg) -> list:
+    """Each frame's source image and position."""
+    return [(f.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID,
+             f.PlanePositionSequence[0].ImagePositionPatient) for f in seg.PerFrameFunctionalGroupsSequence]
 
 
 def test_export_refuses_a_volume_not_loaded_from_dicom(logic, scene, example_ct_sm, tmp_path):

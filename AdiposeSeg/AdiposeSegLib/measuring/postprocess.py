@@ -82,9 +82,18 @@ def muscle_rim(labels: np.ndarray, classes: np.ndarray, hu: np.ndarray, windows:
     return _grow_label(labels, MUSCLE, take, pixel_mm)
 
 
+SAT_RIM_GAS_GAP_PX = 1   # sat_rim never takes a voxel this close to air or gas (the skin's partial volume)
+
+
 def rim_reach_pixels(pixel_mm: float) -> int:
     """How many pixels (4-connected steps) the rims grow a label beyond the network's tissue."""
     return max(1, int(round(RIM_MM / pixel_mm)))
+
+
+def cleaning_margin_pixels(pixel_mm: float) -> int:
+    """How far beyond the network's tissue the cleaning reads or writes: the rims' growth, plus the
+    pixels sat_rim looks further out for air and gas."""
+    return rim_reach_pixels(pixel_mm) + SAT_RIM_GAS_GAP_PX
 
 
 def sat_rim(labels: np.ndarray, classes: np.ndarray, hu: np.ndarray, windows: HUWindows, pixel_mm: float) -> np.ndarray:
@@ -98,7 +107,7 @@ def sat_rim(labels: np.ndarray, classes: np.ndarray, hu: np.ndarray, windows: HU
     them background). Run after claim_visceral_fat, so that a rim between SAT and VAT that touches
     VAT is already visceral.
     """
-    take = (labels == BACKGROUND) & (classes == BACKGROUND) & windows.is_fat(hu) & ~_near_gas(hu, 1)
+    take = (labels == BACKGROUND) & (classes == BACKGROUND) & windows.is_fat(hu) & ~_near_gas(hu, SAT_RIM_GAS_GAP_PX)
     return _grow_label(labels, SAT, take, pixel_mm)
 
 

@@ -17,7 +17,7 @@ from ..reading.image_views import image_view, writable_view, zero_image_like
 from ..model.model_card import LoadedModel
 from ..reading.orientation import from_canonical, input_axial_index, to_canonical
 from ..measuring.level_measures import auto_l3_slice, l1_l5_volumes, level_entries, slice_names
-from ..measuring.postprocess import claim_visceral_fat, gate, muscle_rim, remove_islands, rim_reach_pixels, sat_rim
+from ..measuring.postprocess import claim_visceral_fat, cleaning_margin_pixels, gate, muscle_rim, remove_islands, sat_rim
 from ..measuring.trunk import arms_in_view, clear_arms
 from ..measuring.vertebral_levels import detect_levels
 from .progress import RunControl
@@ -86,8 +86,9 @@ def canonical_arrays(image: sitk.Image) -> tuple[sitk.Image, np.ndarray, tuple[f
 def widened(classes: np.ndarray, window: tuple[slice, slice], shape: tuple[int, int], pad: int):
     """The batch's classes on its window grown by `pad` pixels each side (within the slice), the new
     pixels background. The window holds every pixel the network calls tissue, and the rims grow labels
-    up to RIM_MM beyond it (sat_rim): without the margin a rim at the window's edge was cut off, and
-    because the window is the batch's, a slice's labels depended on which slices shared its batch."""
+    beyond it (sat_rim; postprocess.cleaning_margin_pixels): without the margin a rim at the window's
+    edge was cut off, and because the window is the batch's, a slice's labels depended on which slices
+    shared its batch."""
     bounds = [(w.start or 0, n if w.stop is None else w.stop) for w, n in zip(window, shape)]
     grown = [(max(0, lo - pad), min(n, hi + pad)) for (lo, hi), n in zip(bounds, shape)]
     if grown == bounds:
@@ -122,13 +123,13 @@ def _label_batches(out: np.ndarray, hu: np.ndarray, spacing, model: LoadedModel,
         out[into] = cleaned
         counts[into[0]], sums[into[0]] = label_sums(cleaned, ct)
 
-    reach = rim_reach_pixels(pixel_mm) + 1   # + the one pixel sat_rim looks beyond for gas and air
+    margin = cleaning_margin_pixels(pixel_mm)
     with SliceWorkers() as workers:
         for a, b, classes, window in class_batches(hu, (spacing[1], spacing[0]), model, device=device,
                                                    batch_size=options.batch_size, control=control,
                                                    stage_times=stages, workers=workers):
             t = time.perf_counter()
-            classes, (rows, cols) = widened(classes, window, hu.shape[1:], reach)
+            classes, (rows, cols) = widened(classes, window, hu.shape[1:], margin)
             ct = hu[a:b, rows, cols]
             # (map returns when every part is done, so the lambda's loop variables are this batch's)
             workers.map(lambda part: clean(classes[part], ct[part], (slice(a + part.start, a + part.stop), rows, cols)), b - a)
