@@ -114,7 +114,10 @@ def test_segment_edit_update_save_in_the_browser(web):
     page.click("#segment-button")
     page.wait_for_function("document.querySelector('#status').innerText.startsWith('Done')", timeout=180000)
     assert page.evaluate("() => window.trame.state.get('progress')") == 100   # not left at 94% (issue 26)
-    after = _wait_for(page, lambda: (lambda c: c if c[0]["SAT"] > 500 else None)(_counts(page)))
+    # every view re-renders on its own after "Done" (the coronal and sagittal ones reset their cameras
+    # later): wait until all three show the tissues, not the axial one alone
+    after = _wait_for(page, lambda: (lambda c: c if c[0]["SAT"] > 500 and all(v["SAT"] > 20 and v["VAT"] > 20 for v in c[1:])
+                                     else None)(_counts(page))) or _counts(page)
     _shot(page, "web_after_segment")
     axial = after[0]
     assert axial["SAT"] > 500 and axial["VAT"] > 500 and axial["Muscle"] > 500, after
